@@ -1,0 +1,21 @@
+"""The root of every Agora error: a stable numeric code and a message a person can act on.
+
+Each layer (protocol, node, wallet, neuron, ...) has its own hierarchy under ``AgoraError``,
+with codes in its own range, so the CLI and the HTTP API can report any of them the same way.
+Code ranges: protocol 1000-2999, node API 3000-3099, wallet 3100-3199, sequencer 3200-3299.
+"""
+
+from __future__ import annotations
+
+
+class AgoraError(Exception):
+    """Base of every error Agora reports to a person or a client."""
+
+    code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[AgoraError], tuple[str]]:
+        return (type(self), (self.message,))

@@ -1,0 +1,15 @@
+"""The list of domain modules. Adding a transaction kind is one module plus one line here.
+
+Each domain module defines:
+- ``register_tables(state)``: the tables it owns (each with a unique tag);
+- ``KINDS``: its transaction kinds (number, name, body encoding, checks, handler);
+- ``compute_supply_held(state)``: the base units it holds, for the supply invariant.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from agora.protocol import accounts
+
+DOMAINS: tuple[ModuleType, ...] = (accounts,)

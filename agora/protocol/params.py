@@ -1,0 +1,49 @@
+"""The chain's parameters: one dataclass, set at genesis and later changed only by governance.
+
+Every value is an integer (amounts in base units, 1 AGR = 10^9), so the encoding is the
+u64 of each field in declaration order and the parameters are part of the committed state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from agora.protocol.codec import U64, FieldType, Record
+from agora.protocol.errors import InvalidGenesis
+
+BASE_UNITS_PER_AGR = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Params:
+    # Paid to the treasury by every transaction, successful or not, with a valid signature.
+    min_fee: int = 1_000
+    # Bounds that keep a block cheap to decode and apply for every node.
+    max_transaction_bytes: int = 16_384
+    max_block_transactions: int = 10_000
+
+
+PARAMS_RECORD: Record[Params] = Record(
+    Params,
+    tuple((f.name, U64) for f in fields(Params)),
+)
+
+_U64_FIELD: FieldType[int] = U64
+
+
+def params_from_json(value: Any) -> Params:
+    """Genesis parameters: omitted ones take their defaults; unknown ones are an error."""
+    if not isinstance(value, dict):
+        raise InvalidGenesis("params: expected an object")
+    known = {f.name for f in fields(Params)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise InvalidGenesis(f"params.{unknown[0]}: unknown parameter")
+    checked = {}
+    for name, raw in value.items():
+        try:
+            checked[name] = _U64_FIELD.from_json(raw, f"params.{name}")
+        except Exception as error:
+            raise InvalidGenesis(str(error)) from None
+    return Params(**checked)
