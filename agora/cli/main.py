@@ -1,0 +1,18 @@
+"""The `agora` command: one entry point, a sub-command per area."""
+
+from __future__ import annotations
+
+import typer
+
+from agora.cli import chain, node, wallet
+
+app = typer.Typer(
+    help="Agora: an open network for AI work.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(wallet.app, name="wallet")
+app.add_typer(node.app, name="node")
+chain.register(app)
+
+
+def main() -> None:
+    app()

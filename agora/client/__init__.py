@@ -1,0 +1,11 @@
+"""Typed async client for the node API.
+
+Files:
+- ``client.py``: ``NodeClient``, one method per route; errors come back as ``NodeApiError``
+  with the server's stable code.
+- ``transactions.py``: build, sign and send a transaction from a key.
+"""
+
+from agora.client.client import NodeApiError, NodeClient
+
+__all__ = ["NodeApiError", "NodeClient"]

@@ -1,0 +1,299 @@
+"""The node's HTTP API under /v1: thin handlers that decode, make one call, encode.
+
+Every error is JSON ``{"error": {"code", "name", "message"}}`` with a 4xx/5xx status; the
+OpenAPI description is served at /v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from agora.errors import AgoraError
+from agora.node.errors import BodyTooLarge, MalformedRequest, NodeError, NotFound
+from agora.node.node import Node
+from agora.node.openapi import OPENAPI
+from agora.node.wire import block_to_json, from_hex, header_to_json, receipt_to_json, to_hex
+from agora.protocol.accounts import get_account
+from agora.protocol.address import decode_address
+from agora.protocol.codec import U64
+from agora.protocol.errors import ProtocolError
+from agora.protocol.transactions import encode_transaction, transaction_from_json
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_BLOCKS_PER_PAGE = 100
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(error: AgoraError) -> web.Response:
+    status = error.http_status if isinstance(error, NodeError) else 400
+    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
+    return json_response(body, status)
+
+
+def create_app(node: Node) -> web.Application:
+    app = web.Application(
+        middlewares=[_errors_middleware(node)], client_max_size=node.config.max_body_bytes
+    )
+    app["node"] = node
+    routes = [
+        web.post("/v1/transactions", submit_transactions),
+        web.get("/v1/transactions/{hash}", get_transaction),
+        web.get("/v1/accounts/{address}", get_account_route),
+        web.get("/v1/blocks", list_blocks),
+        web.get("/v1/blocks/{id}", get_block),
+        web.get("/v1/head", get_head),
+        web.get("/v1/chain", get_chain),
+        web.get("/v1/genesis", get_genesis),
+        web.get("/v1/stream/blocks", stream_blocks),
+        web.post("/v1/faucet", faucet),
+        web.get("/v1/openapi.json", openapi),
+        web.get("/health", health),
+        web.get("/metrics", metrics),
+    ]
+    app.add_routes(routes)
+    return app
+
+
+def _errors_middleware(node: Node) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except AgoraError as error:
+            response = error_response(error)
+        except web.HTTPRequestEntityTooLarge:
+            response = error_response(
+                BodyTooLarge(f"request body exceeds {node.config.max_body_bytes} bytes")
+            )
+        except web.HTTPNotFound:
+            response = error_response(NotFound(f"no route {request.method} {request.path}"))
+        except web.HTTPMethodNotAllowed:
+            response = error_response(NotFound(f"no route {request.method} {request.path}"))
+        key = (
+            request.match_info.route.resource.canonical
+            if request.match_info.route.resource
+            else "unmatched",
+            response.status,
+        )
+        node.metrics.http_requests[key] = node.metrics.http_requests.get(key, 0) + 1
+        return response
+
+    return middleware
+
+
+async def _read_json(request: web.Request) -> Any:
+    limit = request.app["node"].config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"request body exceeds {limit} bytes")
+    data = await request.read()
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise MalformedRequest("request body is not valid JSON") from None
+
+
+def _parse_raw_or_json(item: Any, path: str) -> bytes:
+    """A transaction is given either as canonical bytes (``raw``) or in JSON form."""
+    if isinstance(item, dict) and set(item) == {"raw"}:
+        return from_hex(item["raw"], f"{path}.raw")
+    try:
+        return encode_transaction(transaction_from_json(item))
+    except ProtocolError as error:
+        raise type(error)(f"{path}: {error.message}") from None
+
+
+async def submit_transactions(request: web.Request) -> web.Response:
+    """Body: ``{"transaction": T}`` or ``{"transactions": [T, ...]}`` (all or nothing)."""
+    body = await _read_json(request)
+    if isinstance(body, dict) and "transaction" in body and len(body) == 1:
+        items = [body["transaction"]]
+    elif isinstance(body, dict) and isinstance(body.get("transactions"), list) and len(body) == 1:
+        items = body["transactions"]
+    else:
+        raise MalformedRequest('expected {"transaction": ...} or {"transactions": [...]}')
+    raws = [_parse_raw_or_json(item, f"transactions[{i}]") for i, item in enumerate(items)]
+    hashes = await request.app["node"].submit(raws)
+    return json_response({"hashes": [to_hex(h) for h in hashes]}, status=202)
+
+
+async def get_transaction(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    tx_hash = from_hex(request.match_info["hash"], "hash")
+    stored = node.store.get_receipt(tx_hash)
+    if stored is not None:
+        return json_response(
+            {
+                "status": "included",
+                "height": stored.height,
+                "position": stored.position,
+                "receipt": receipt_to_json(stored.receipt),
+            }
+        )
+    if tx_hash in node.mempool or node.store.is_pending(tx_hash):
+        return json_response({"status": "pending", "hash": to_hex(tx_hash)})
+    raise NotFound(f"no transaction {to_hex(tx_hash)} in a block or waiting")
+
+
+async def get_account_route(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    address = decode_address(request.match_info["address"])
+    account = get_account(node.state, address)
+    return json_response(
+        {
+            "address": request.match_info["address"],
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "next_nonce": node.mempool.get_next_nonce(node.state, address),
+            "height": node.state.head.height,
+        }
+    )
+
+
+def _parse_height(text: str, path: str) -> int:
+    try:
+        return U64.from_json(int(text), path)
+    except (ValueError, ProtocolError):
+        raise MalformedRequest(f"{path}: expected a block height") from None
+
+
+async def get_block(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    ident = request.match_info["id"]
+    if ident.startswith("0x"):
+        height = node.store.get_height_of(from_hex(ident, "id"))
+        if height is None:
+            raise NotFound(f"no block with hash {ident}")
+    else:
+        height = _parse_height(ident, "id")
+    block = node.store.get_block(height)
+    if block is None:
+        raise NotFound(f"no block {ident}; the head is {node.state.head.height}")
+    return json_response(block_to_json(block, node.store.get_receipts(height)))
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    """``?from=H&limit=N``: consecutive blocks with raw transactions (followers catch up)."""
+    node: Node = request.app["node"]
+    start = _parse_height(request.query.get("from", "0"), "from")
+    limit = min(_parse_height(request.query.get("limit", "20"), "limit"), MAX_BLOCKS_PER_PAGE)
+    blocks = []
+    for height in range(start, start + limit):
+        block = node.store.get_block(height)
+        if block is None:
+            break
+        blocks.append(block_to_json(block, None))
+    return json_response({"blocks": blocks})
+
+
+async def get_head(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    header = node.store.get_head_header()
+    return json_response(header_to_json(header))
+
+
+async def get_chain(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    params = node.state.params
+    return json_response(
+        {
+            "chain_id": node.state.chain_id,
+            "height": node.state.head.height,
+            "params": {name: getattr(params, name) for name in params.__dataclass_fields__},
+            "faucet": node.config.faucet_seed is not None and node.config.faucet_amount > 0,
+        }
+    )
+
+
+async def get_genesis(request: web.Request) -> web.Response:
+    return json_response(request.app["node"].store.get_genesis())
+
+
+async def stream_blocks(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``block`` event per applied block, header and receipts."""
+    node: Node = request.app["node"]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    queue = node.subscribe()
+    try:
+        while True:
+            try:
+                applied = await asyncio.wait_for(queue.get(), timeout=15)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            event = {
+                "header": header_to_json(applied.block.header),
+                "receipts": [receipt_to_json(r) for r in applied.receipts],
+            }
+            await response.write(b"event: block\ndata: " + orjson.dumps(event) + b"\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        node.unsubscribe(queue)
+    return response
+
+
+async def faucet(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    if not isinstance(body, dict) or "address" not in body:
+        raise MalformedRequest('expected {"address": "agr1...", "amount": N (optional)}')
+    amount = body.get("amount")
+    if amount is not None:
+        amount = U64.from_json(amount, "amount")
+    tx_hash = await request.app["node"].grant_from_faucet(decode_address(body["address"]), amount)
+    return json_response({"hash": to_hex(tx_hash)}, status=202)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(OPENAPI)
+
+
+async def health(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    ok = node.halted is None
+    body = {"status": "ok" if ok else "halted", "height": node.state.head.height}
+    if not ok:
+        body["error"] = node.halted.message if node.halted else ""
+    return json_response(body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    m = node.metrics
+    lines = [
+        "# HELP agora_head_height Height of the last applied block.",
+        "# TYPE agora_head_height gauge",
+        f"agora_head_height {node.state.head.height}",
+        "# HELP agora_blocks_applied_total Blocks applied since the node started.",
+        "# TYPE agora_blocks_applied_total counter",
+        f"agora_blocks_applied_total {m.blocks_applied}",
+        "# HELP agora_transactions_total Transactions applied, by outcome.",
+        "# TYPE agora_transactions_total counter",
+        f'agora_transactions_total{{outcome="success"}} '
+        f"{m.transactions_applied - m.transactions_failed}",
+        f'agora_transactions_total{{outcome="failed"}} {m.transactions_failed}',
+        "# HELP agora_pending_transactions Transactions accepted and not yet in a block.",
+        "# TYPE agora_pending_transactions gauge",
+        f"agora_pending_transactions {len(node.mempool)}",
+        "# HELP agora_block_apply_seconds Time spent executing and storing blocks.",
+        "# TYPE agora_block_apply_seconds summary",
+        f"agora_block_apply_seconds_sum {m.block_seconds_total:.6f}",
+        f"agora_block_apply_seconds_count {m.blocks_applied}",
+        "# HELP agora_http_requests_total HTTP requests served, by route and status.",
+        "# TYPE agora_http_requests_total counter",
+    ]
+    for (route, status), count in sorted(m.http_requests.items()):
+        lines.append(f'agora_http_requests_total{{route="{route}",status="{status}"}} {count}')
+    lines.append(f"agora_up_seconds {time.monotonic():.0f}")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

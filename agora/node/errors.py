@@ -1,0 +1,57 @@
+"""Errors of the node's HTTP API (codes 3000-3099); protocol errors keep their own codes.
+
+Every error response has the body ``{"error": {"code": N, "name": "...", "message": "..."}}``
+whatever raised it, so a client matches on ``code`` alone.
+"""
+
+from __future__ import annotations
+
+from agora.errors import AgoraError
+
+
+class NodeError(AgoraError):
+    """Base of the API's own refusals."""
+
+    code = 3000
+    http_status = 400
+
+
+class MalformedRequest(NodeError):
+    """The request body is not valid JSON or does not have the documented shape."""
+
+    code = 3001
+
+
+class NotFound(NodeError):
+    """No block, transaction or route with that identifier."""
+
+    code = 3004
+    http_status = 404
+
+
+class FaucetDisabled(NodeError):
+    """The faucet exists only on dev chains started with a faucet key."""
+
+    code = 3005
+    http_status = 403
+
+
+class PoolFull(NodeError):
+    """Too many transactions are waiting; retry after a few blocks."""
+
+    code = 3006
+    http_status = 429
+
+
+class BodyTooLarge(NodeError):
+    """The request body exceeds the API's size limit."""
+
+    code = 3013
+    http_status = 413
+
+
+class ChainHalted(NodeError):
+    """The node stopped applying blocks (a follower saw a state root mismatch)."""
+
+    code = 3020
+    http_status = 503

@@ -1,0 +1,75 @@
+"""Admission of transactions into the node: stateless checks plus cheap stateful ones.
+
+A transaction the API accepts has passed ``validate_basic`` and carries exactly the sender's
+next nonce (counting the sender's transactions already waiting), and the sender can pay its
+fee. These checks give the submitter an immediate, coded answer; the state transition still
+makes the final decision when the block is applied.
+"""
+
+from __future__ import annotations
+
+from agora.node.errors import PoolFull
+from agora.protocol.accounts import get_account
+from agora.protocol.address import Address
+from agora.protocol.errors import BadNonce, CannotPayFee
+from agora.protocol.state import State
+from agora.protocol.transactions import Transaction, compute_transaction_hash, validate_basic
+
+
+class Mempool:
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._senders: dict[bytes, Address] = {}
+        self._next_nonce: dict[Address, int] = {}
+        self._pending_count: dict[Address, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._senders)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._senders
+
+    def admit(self, state: State, raw: bytes) -> tuple[bytes, Transaction | None]:
+        """Check and record ``raw``; returns its hash and the transaction (None if known)."""
+        tx_hash = compute_transaction_hash(raw)
+        if tx_hash in self._senders:
+            return tx_hash, None
+        tx = validate_basic(raw, state.chain_id, state.params)
+        account = get_account(state, tx.sender)
+        expected = max(account.nonce, self._next_nonce.get(tx.sender, 0))
+        if tx.nonce != expected:
+            word = "already used" if tx.nonce < expected else "ahead of the account"
+            raise BadNonce(f"nonce {tx.nonce} is {word}; the next usable nonce is {expected}")
+        if account.balance < tx.fee:
+            raise CannotPayFee(f"balance {account.balance} cannot pay the fee {tx.fee}")
+        if len(self._senders) >= self.max_size:
+            raise PoolFull(f"{len(self._senders)} transactions are waiting; retry shortly")
+        self._record(tx_hash, tx.sender, tx.nonce)
+        return tx_hash, tx
+
+    def restore(self, raw: bytes, tx: Transaction) -> None:
+        """Re-admit a pending transaction found in the store after a restart."""
+        self._record(compute_transaction_hash(raw), tx.sender, tx.nonce)
+
+    def get_next_nonce(self, state: State, sender: Address) -> int:
+        return max(get_account(state, sender).nonce, self._next_nonce.get(sender, 0))
+
+    def remove_included(self, tx_hashes: list[bytes]) -> None:
+        """Forget transactions a block included, whatever their outcome."""
+        for tx_hash in tx_hashes:
+            sender = self._senders.pop(tx_hash, None)
+            if sender is None:
+                continue
+            remaining = self._pending_count[sender] - 1
+            if remaining:
+                self._pending_count[sender] = remaining
+            else:
+                # With nothing waiting, the account's own nonce is the truth again (a failed
+                # predecessor may have left the expected nonce ahead of it).
+                del self._pending_count[sender]
+                del self._next_nonce[sender]
+
+    def _record(self, tx_hash: bytes, sender: Address, nonce: int) -> None:
+        self._senders[tx_hash] = sender
+        self._next_nonce[sender] = max(self._next_nonce.get(sender, 0), nonce + 1)
+        self._pending_count[sender] = self._pending_count.get(sender, 0) + 1

@@ -1,0 +1,183 @@
+"""The node: a store, a source of blocks, the state, and the admission of transactions.
+
+A node gets its blocks in one of two ways:
+- sequenced: a sequencer (local or Ethereum) gives ordered batches, the node executes each
+  with ``build_block`` and records it;
+- following: the node pulls finished blocks from another node's API and re-executes each
+  with ``apply_block``, which checks every state root; on a mismatch it halts with a clear
+  error and applies nothing more.
+
+Everything that changes the state happens on the node's event loop, one block at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agora.node.errors import ChainHalted, FaucetDisabled
+from agora.node.mempool import Mempool
+from agora.node.store import Store
+from agora.protocol.accounts import Transfer
+from agora.protocol.address import Address
+from agora.protocol.errors import InvalidBlock, ProtocolError
+from agora.protocol.state import State
+from agora.protocol.transactions import (
+    Transaction,
+    decode_transaction,
+    encode_transaction,
+    sign_transaction,
+)
+from agora.protocol.transition import AppliedBlock, apply_block, build_block
+from agora.sequencer.base import Sequencer
+
+log = logging.getLogger("agora.node")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 7545
+    max_pending: int = 200_000
+    max_body_bytes: int = 1 << 20
+    # Dev chains: a funded key the faucet endpoint pays from, and its grant per request.
+    faucet_seed: bytes | None = None
+    faucet_amount: int = 0
+    # Follower mode: the node to pull blocks from.
+    leader_url: str | None = None
+    poll_interval_seconds: float = 0.2
+
+
+@dataclass(slots=True)
+class Metrics:
+    blocks_applied: int = 0
+    transactions_applied: int = 0
+    transactions_failed: int = 0
+    block_seconds_total: float = 0.0
+    http_requests: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class Node:
+    def __init__(self, config: NodeConfig, store: Store, state: State) -> None:
+        self.config = config
+        self.store = store
+        self.state = state
+        self.mempool = Mempool(config.max_pending)
+        self.metrics = Metrics()
+        self.halted: ProtocolError | None = None
+        self.sequencer: Sequencer | None = None
+        self._subscribers: set[asyncio.Queue[AppliedBlock]] = set()
+        self._forward: Callable[[list[bytes]], Any] | None = None
+
+    # --- admission -----------------------------------------------------------------------
+
+    async def submit(self, raws: list[bytes]) -> list[bytes]:
+        """Admit transactions and hand them to the sequencer; returns their hashes.
+
+        All are checked first, so one bad transaction rejects the request and admits none.
+        """
+        if self.halted is not None:
+            raise ChainHalted(f"this node has halted: {self.halted.message}")
+        if self._forward is not None:
+            hashes: list[bytes] = await self._forward(raws)
+            return hashes
+        assert self.sequencer is not None
+        admitted: list[tuple[bytes, bytes]] = []
+        try:
+            for raw in raws:
+                tx_hash, tx = self.mempool.admit(self.state, raw)
+                admitted.append((tx_hash, raw if tx is not None else b""))
+        except BaseException:
+            self.mempool.remove_included([h for h, raw in admitted if raw])
+            raise
+        fresh = [raw for _, raw in admitted if raw]
+        if fresh:
+            await self.sequencer.submit(fresh)
+        return [tx_hash for tx_hash, _ in admitted]
+
+    async def grant_from_faucet(self, recipient: Address, amount: int | None) -> bytes:
+        if self.config.faucet_seed is None or self.config.faucet_amount == 0:
+            raise FaucetDisabled("this node has no faucet; it is only on dev chains")
+        from nacl.signing import SigningKey
+
+        key = SigningKey(self.config.faucet_seed)
+        sender = Address(bytes(key.verify_key))
+        grant = min(amount or self.config.faucet_amount, self.config.faucet_amount)
+        tx = Transaction(
+            chain_id=self.state.chain_id,
+            sender=sender,
+            nonce=self.mempool.get_next_nonce(self.state, sender),
+            fee=self.state.params.min_fee,
+            body=Transfer(recipient=recipient, amount=grant),
+        )
+        signed = sign_transaction(tx, lambda message: key.sign(message).signature)
+        (tx_hash,) = await self.submit([encode_transaction(signed)])
+        return tx_hash
+
+    # --- block production ----------------------------------------------------------------
+
+    async def run_sequenced(self, sequencer: Sequencer) -> None:
+        """Execute the sequencer's batches forever (until cancelled)."""
+        self.sequencer = sequencer
+        for raw in self.store.list_pending():
+            self.mempool.restore(raw, decode_transaction(raw))
+        await sequencer.start(self.state.head.height + 1)
+        while True:
+            batch = await sequencer.next_batch()
+            if batch.height != self.state.head.height + 1:
+                raise InvalidBlock(
+                    f"sequencer gave height {batch.height}, expected {self.state.head.height + 1}"
+                )
+            started = time.perf_counter()
+            applied = build_block(self.state, batch.timestamp, list(batch.transactions))
+            self._record(applied, started)
+            sequencer.confirm(batch.height, batch.transactions)
+
+    async def run_following(self, fetch_blocks: Callable[[int], Any]) -> None:
+        """Pull and re-execute blocks; ``fetch_blocks(height)`` returns the blocks from there."""
+        while self.halted is None:
+            blocks = await fetch_blocks(self.state.head.height + 1)
+            if not blocks:
+                await asyncio.sleep(self.config.poll_interval_seconds)
+                continue
+            for block in blocks:
+                started = time.perf_counter()
+                try:
+                    applied = apply_block(self.state, block)
+                except ProtocolError as error:
+                    self.halted = error
+                    log.error("halted at block %d: %s", block.header.height, error.message)
+                    raise
+                self._record(applied, started)
+
+    def set_forwarder(self, forward: Callable[[list[bytes]], Any]) -> None:
+        """Followers pass submitted transactions on to the node they follow."""
+        self._forward = forward
+
+    def _record(self, applied: AppliedBlock, started: float) -> None:
+        self.store.commit_block(applied)
+        self.mempool.remove_included([r.tx_hash for r in applied.receipts])
+        metrics = self.metrics
+        metrics.blocks_applied += 1
+        metrics.transactions_applied += len(applied.receipts)
+        metrics.transactions_failed += sum(1 for r in applied.receipts if not r.success)
+        metrics.block_seconds_total += time.perf_counter() - started
+        for queue in self._subscribers:
+            if queue.qsize() < 1000:
+                queue.put_nowait(applied)
+
+    # --- subscriptions (the block stream) ----------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[AppliedBlock]:
+        queue: asyncio.Queue[AppliedBlock] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[AppliedBlock]) -> None:
+        self._subscribers.discard(queue)

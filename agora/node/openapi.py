@@ -1,0 +1,212 @@
+"""The OpenAPI 3.1 description of the node API, served at /v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "description": "A coded error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    content = {"application/json": {"schema": schema or {"type": "object"}}}
+    return {"description": description, "content": content}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Agora node API", "version": "1"},
+    "paths": {
+        "/v1/transactions": {
+            "post": {
+                "summary": "Submit one or several signed transactions (all or nothing)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {
+                                        "type": "object",
+                                        "required": ["transaction"],
+                                        "properties": {
+                                            "transaction": {"$ref": "#/components/schemas/Tx"}
+                                        },
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["transactions"],
+                                        "properties": {
+                                            "transactions": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Tx"},
+                                            }
+                                        },
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _ok(
+                        "Accepted: the transaction hashes",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "hashes": {"type": "array", "items": {"type": "string"}}
+                            },
+                        },
+                    ),
+                    "400": _ERROR,
+                    "413": _ERROR,
+                    "429": _ERROR,
+                },
+            }
+        },
+        "/v1/transactions/{hash}": {
+            "get": {
+                "summary": "Status of a transaction: pending, or included with its receipt",
+                "parameters": [_path_param("hash", "0x-hex transaction hash")],
+                "responses": {"200": _ok("Status and receipt"), "404": _ERROR},
+            }
+        },
+        "/v1/accounts/{address}": {
+            "get": {
+                "summary": "Balance and nonce of an account",
+                "parameters": [_path_param("address", "agr1... address")],
+                "responses": {"200": _ok("The account"), "400": _ERROR},
+            }
+        },
+        "/v1/blocks": {
+            "get": {
+                "summary": "Consecutive blocks with raw transactions, for followers",
+                "parameters": [
+                    {"name": "from", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}},
+                ],
+                "responses": {"200": _ok("Blocks")},
+            }
+        },
+        "/v1/blocks/{id}": {
+            "get": {
+                "summary": "A block by height or 0x-hash, with its receipts",
+                "parameters": [_path_param("id", "height or 0x-hex block hash")],
+                "responses": {"200": _ok("The block"), "404": _ERROR},
+            }
+        },
+        "/v1/head": {
+            "get": {
+                "summary": "The header of the last applied block",
+                "responses": {"200": _ok("Header")},
+            }
+        },
+        "/v1/chain": {
+            "get": {
+                "summary": "Chain id, height and parameters",
+                "responses": {"200": _ok("Chain")},
+            }
+        },
+        "/v1/genesis": {
+            "get": {"summary": "The genesis document", "responses": {"200": _ok("Genesis")}}
+        },
+        "/v1/stream/blocks": {
+            "get": {
+                "summary": "Server-sent events, one `block` event per applied block",
+                "responses": {"200": {"description": "text/event-stream"}},
+            }
+        },
+        "/v1/faucet": {
+            "post": {
+                "summary": "Dev chains only: send test funds to an address",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["address"],
+                                "properties": {
+                                    "address": {"type": "string"},
+                                    "amount": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"202": _ok("The transfer's hash"), "403": _ERROR},
+            }
+        },
+        "/health": {
+            "get": {"summary": "Liveness", "responses": {"200": _ok("ok"), "503": _ok("halted")}}
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text/plain"}},
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "name", "message"],
+                        "properties": {
+                            "code": {"type": "integer"},
+                            "name": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    }
+                },
+            },
+            "Tx": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["raw"],
+                        "properties": {
+                            "raw": {"type": "string", "description": "0x-hex canonical bytes"}
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": [
+                            "chain_id",
+                            "sender",
+                            "nonce",
+                            "fee",
+                            "kind",
+                            "body",
+                            "signature",
+                        ],
+                        "properties": {
+                            "chain_id": {"type": "string"},
+                            "sender": {"type": "string"},
+                            "nonce": {"type": "integer"},
+                            "fee": {"type": "integer"},
+                            "kind": {"type": "string"},
+                            "body": {"type": "object"},
+                            "signature": {"type": "string"},
+                        },
+                    },
+                ]
+            },
+        }
+    },
+}

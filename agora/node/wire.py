@@ -1,0 +1,89 @@
+"""Conversions between protocol values and the JSON of the HTTP API, in one place.
+
+Hashes and raw bytes are ``0x``-hex, addresses ``agr1...``, amounts JSON integers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agora.node.errors import MalformedRequest
+from agora.protocol.address import encode_address
+from agora.protocol.blocks import Block, BlockHeader, compute_block_hash
+from agora.protocol.codec import HASH, U64
+from agora.protocol.errors import ProtocolError
+from agora.protocol.transition import Receipt
+
+
+def to_hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def from_hex(value: Any, path: str) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedRequest(f"{path}: expected a 0x-hex string")
+    try:
+        return bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise MalformedRequest(f"{path}: not valid hex") from None
+
+
+def header_to_json(header: BlockHeader) -> dict[str, Any]:
+    return {
+        "height": header.height,
+        "hash": to_hex(compute_block_hash(header)),
+        "parent_hash": to_hex(header.parent_hash),
+        "timestamp": header.timestamp,
+        "transactions_root": to_hex(header.transactions_root),
+        "state_root": to_hex(header.state_root),
+    }
+
+
+def header_from_json(value: Any) -> BlockHeader:
+    try:
+        return BlockHeader(
+            height=U64.from_json(value["height"], "header.height"),
+            parent_hash=HASH.from_json(value["parent_hash"], "header.parent_hash"),
+            timestamp=U64.from_json(value["timestamp"], "header.timestamp"),
+            transactions_root=HASH.from_json(
+                value["transactions_root"], "header.transactions_root"
+            ),
+            state_root=HASH.from_json(value["state_root"], "header.state_root"),
+        )
+    except (KeyError, TypeError, ProtocolError) as error:
+        raise MalformedRequest(f"block header: {error}") from None
+
+
+def block_to_json(block: Block, receipts: list[Receipt] | None) -> dict[str, Any]:
+    from agora.protocol.transactions import compute_transaction_hash
+
+    body: dict[str, Any] = {
+        "header": header_to_json(block.header),
+        "transactions": [to_hex(raw) for raw in block.transactions],
+        "transaction_hashes": [to_hex(compute_transaction_hash(r)) for r in block.transactions],
+    }
+    if receipts is not None:
+        body["receipts"] = [receipt_to_json(r) for r in receipts]
+    return body
+
+
+def block_from_json(value: Any) -> Block:
+    if not isinstance(value, dict) or not isinstance(value.get("transactions"), list):
+        raise MalformedRequest("block: expected an object with header and transactions")
+    return Block(
+        header=header_from_json(value.get("header")),
+        transactions=tuple(
+            from_hex(raw, f"transactions[{i}]") for i, raw in enumerate(value["transactions"])
+        ),
+    )
+
+
+def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
+    return {
+        "hash": to_hex(receipt.tx_hash),
+        "success": receipt.success,
+        "code": receipt.code,
+        "message": receipt.message,
+        "fee_paid": receipt.fee_paid,
+        "sender": None if receipt.sender is None else encode_address(receipt.sender),
+    }
