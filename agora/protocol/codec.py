@@ -217,7 +217,12 @@ class Text:
     def from_json(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
             raise MalformedTransaction(f"{path}: expected a string")
-        if len(value.encode()) > self.max_size:
+        try:
+            encoded = value.encode()
+        except UnicodeEncodeError:
+            # JSON can carry lone surrogates ("\ud800"), which have no UTF-8 encoding.
+            raise MalformedTransaction(f"{path}: not valid Unicode text") from None
+        if len(encoded) > self.max_size:
             raise MalformedTransaction(f"{path}: at most {self.max_size} bytes of UTF-8")
         return value
 
@@ -249,6 +254,33 @@ class ListOf(Generic[T]):
         if len(value) > self.max_items:
             raise MalformedTransaction(f"{path}: at most {self.max_items} items")
         return tuple(self.item.from_json(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+@dataclass(frozen=True, slots=True)
+class TupleOf:
+    """A fixed-length tuple of fields, e.g. ``(uid, weight)``; a JSON array in JSON."""
+
+    items: tuple[FieldType[Any], ...]
+
+    def write(self, out: bytearray, value: tuple[Any, ...]) -> None:
+        if len(value) != len(self.items):
+            raise MalformedTransaction(f"expected {len(self.items)} elements, got {len(value)}")
+        for item, element in zip(self.items, value, strict=True):
+            item.write(out, element)
+
+    def read(self, reader: Reader) -> tuple[Any, ...]:
+        return tuple(item.read(reader) for item in self.items)
+
+    def to_json(self, value: tuple[Any, ...]) -> Any:
+        return [item.to_json(element) for item, element in zip(self.items, value, strict=True)]
+
+    def from_json(self, value: Any, path: str) -> tuple[Any, ...]:
+        if not isinstance(value, list) or len(value) != len(self.items):
+            raise MalformedTransaction(f"{path}: expected an array of {len(self.items)}")
+        return tuple(
+            item.from_json(element, f"{path}[{i}]")
+            for i, (item, element) in enumerate(zip(self.items, value, strict=True))
+        )
 
 
 class Record(Generic[T]):
@@ -300,6 +332,7 @@ U8 = UInt(8)
 U16 = UInt(16)
 U32 = UInt(32)
 U64 = UInt(64)
+U128 = UInt(128)
 BOOL = Bool()
 HASH = FixedBytes(32)
 SIGNATURE = FixedBytes(64)

@@ -144,6 +144,99 @@ class InvariantViolated(ProtocolError):
     code = 1304
 
 
+# --- subnets and registration ------------------------------------------------------------
+
+
+class SubnetNotFound(ProtocolError):
+    """No subnet has that netuid."""
+
+    code = 2001
+
+
+class NotSubnetOwner(ProtocolError):
+    """Only the subnet's owner coldkey may do this."""
+
+    code = 2002
+
+
+class TooManySubnets(ProtocolError):
+    """The chain already holds ``max_subnets`` subnets."""
+
+    code = 2003
+
+
+class UnknownHyperparameter(ProtocolError):
+    """The hyperparameter name is not one a subnet has."""
+
+    code = 2004
+
+
+class HyperparameterOutOfBounds(ProtocolError):
+    """The value is outside the bounds governance allows for that hyperparameter."""
+
+    code = 2005
+
+
+class AlreadyRegistered(ProtocolError):
+    """The hotkey already has a uid on this subnet."""
+
+    code = 2006
+
+
+class HotkeyOwnedByAnother(ProtocolError):
+    """The hotkey was first registered by another coldkey, which owns it."""
+
+    code = 2007
+
+
+class NeuronNotFound(ProtocolError):
+    """The hotkey has no uid on this subnet: register it first."""
+
+    code = 2008
+
+
+# --- staking and delegation ----------------------------------------------------------------
+
+
+class HotkeyNotFound(ProtocolError):
+    """The hotkey is unknown to the chain: it must be registered on a subnet first."""
+
+    code = 2101
+
+
+class NotHotkeyOwner(ProtocolError):
+    """Only the coldkey that owns the hotkey may do this."""
+
+    code = 2102
+
+
+class InsufficientStake(ProtocolError):
+    """The coldkey has less stake on that hotkey than it tries to remove."""
+
+    code = 2103
+
+
+class TakeOutOfBounds(ProtocolError):
+    """The validator take is above the chain's ``max_take_u16``."""
+
+    code = 2104
+
+
+# --- weights and commit-reveal (the rules' own errors are in consensus/errors.py) ----------
+
+
+class CommitRevealRequired(ProtocolError):
+    """The subnet uses commit-reveal, so weights cannot be set directly."""
+
+    code = 2201
+
+
+class CommitRevealDisabled(ProtocolError):
+    """The subnet takes weights directly, so commits and reveals are refused."""
+
+    code = 2202
+
+
 def all_error_classes() -> list[type[ProtocolError]]:
     """Every concrete error class, for documentation and for the uniqueness test of codes."""
     found: list[type[ProtocolError]] = []

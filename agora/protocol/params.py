@@ -22,6 +22,18 @@ class Params:
     # Bounds that keep a block cheap to decode and apply for every node.
     max_transaction_bytes: int = 16_384
     max_block_transactions: int = 10_000
+    # Subnets: the amount a creator locks, and how many subnets may exist.
+    subnet_lock_cost: int = 100 * BASE_UNITS_PER_AGR
+    max_subnets: int = 64
+    # Emission: minted per block, halved every interval, never past the supply cap.
+    initial_block_emission: int = BASE_UNITS_PER_AGR
+    halving_interval_blocks: int = 10_500_000
+    supply_cap: int = 21_000_000 * BASE_UNITS_PER_AGR
+    # The subnet owner's share of each epoch's emission, a u16 proportion (18%).
+    owner_cut_u16: int = 11_796
+    # A validator's take (commission on its delegators' dividends): default and bounds.
+    default_take_u16: int = 11_796
+    max_take_u16: int = 11_796
 
 
 PARAMS_RECORD: Record[Params] = Record(

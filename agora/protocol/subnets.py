@@ -1,0 +1,559 @@
+"""Subnets and registration: markets for one kind of AI work, and the neurons that join them.
+
+A subnet is created by a coldkey (its owner) who locks ``subnet_lock_cost``; it names a task
+kind (``embedding``, ``generation``, ...) with its configuration, and carries the
+hyperparameters of its consensus, which the owner may change within ``HYPERPARAMETER_BOUNDS``.
+
+A hotkey joins a subnet by burning the current registration price (specs/yuma.md §10): the
+price decays every block with a half-life and is multiplied after each registration, so that
+a burst of registrations makes the next one dear. When the subnet is full, the newcomer
+replaces the uid that pruning picks. A neuron publishes its endpoint with ``serve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from agora.protocol.accounts import decrease_balance
+from agora.protocol.address import Address
+from agora.protocol.codec import (
+    ADDRESS,
+    BOOL,
+    U16,
+    U64,
+    U128,
+    FieldType,
+    ListOf,
+    Record,
+    Text,
+    TupleOf,
+)
+from agora.protocol.consensus.registration import (
+    DEFAULT_BURN_INCREASE_MULT_U64F64,
+    BurnPriceRules,
+    PruningCandidate,
+    compute_burn_after_block,
+    compute_burn_after_registration,
+    compute_uid_to_prune,
+)
+from agora.protocol.errors import (
+    AlreadyRegistered,
+    HyperparameterOutOfBounds,
+    InvalidField,
+    NeuronNotFound,
+    NotSubnetOwner,
+    SubnetNotFound,
+    TooManySubnets,
+    UnknownHyperparameter,
+)
+from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.protocol.state import State
+from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
+
+SUBNETS_TAG = 10
+NEURONS_TAG = 11
+SUBNET_HOTKEYS_TAG = 12
+NO_HOTKEY = Address(bytes(32))
+MAX_UIDS_LIMIT = 4096
+TASK_KINDS = ("embedding", "generation", "classification", "custom")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hyperparameters:
+    """A subnet's consensus and registration rules (units as in specs/yuma.md §3)."""
+
+    tempo: int = 100
+    max_uids: int = 256
+    immunity_period: int = 4096
+    min_non_immune_uids: int = 10
+    kappa_u16: int = 32_767
+    bonds_penalty_u16: int = 65_535
+    bonds_moving_average: int = 900_000
+    yuma3: bool = True
+    liquid_alpha: bool = False
+    alpha_low_u16: int = 45_875
+    alpha_high_u16: int = 58_982
+    alpha_sigmoid_steepness: int = 1_000
+    max_validators: int = 64
+    activity_cutoff: int = 5_000
+    stake_threshold: int = 0
+    commit_reveal: bool = True
+    reveal_period_epochs: int = 1
+    weights_rate_limit: int = 100
+    weights_version_key: int = 0
+    min_allowed_weights: int = 1
+    max_weight_limit_u16: int = 65_535
+    min_burn: int = BASE_UNITS_PER_AGR // 2_000
+    max_burn: int = 100 * BASE_UNITS_PER_AGR
+    burn_half_life: int = 360
+    burn_increase_mult_u64f64: int = DEFAULT_BURN_INCREASE_MULT_U64F64
+
+
+# Inclusive bounds an owner must stay within (booleans are always 0..1).
+HYPERPARAMETER_BOUNDS: dict[str, tuple[int, int]] = {
+    "tempo": (1, 50_000),
+    "max_uids": (1, MAX_UIDS_LIMIT),
+    "immunity_period": (0, 1_000_000),
+    "min_non_immune_uids": (0, MAX_UIDS_LIMIT),
+    "kappa_u16": (0, 65_535),
+    "bonds_penalty_u16": (0, 65_535),
+    "bonds_moving_average": (0, 999_999),
+    "yuma3": (0, 1),
+    "liquid_alpha": (0, 1),
+    "alpha_low_u16": (1, 65_535),
+    "alpha_high_u16": (1, 65_535),
+    "alpha_sigmoid_steepness": (0, 32_767),
+    "max_validators": (1, MAX_UIDS_LIMIT),
+    "activity_cutoff": (1, 1_000_000),
+    "stake_threshold": (0, 1_000_000 * BASE_UNITS_PER_AGR),
+    "commit_reveal": (0, 1),
+    "reveal_period_epochs": (1, 100),
+    "weights_rate_limit": (0, 1_000_000),
+    "weights_version_key": (0, (1 << 64) - 1),
+    "min_allowed_weights": (0, MAX_UIDS_LIMIT),
+    "max_weight_limit_u16": (1, 65_535),
+    "min_burn": (0, 1_000_000 * BASE_UNITS_PER_AGR),
+    "max_burn": (1, 1_000_000 * BASE_UNITS_PER_AGR),
+    "burn_half_life": (0, 65_535),
+    "burn_increase_mult_u64f64": (1 << 64, 4 << 64),
+}
+
+HYPERPARAMETERS_RECORD: Record[Hyperparameters] = Record(
+    Hyperparameters,
+    tuple(
+        (f.name, BOOL if f.type == "bool" else U128 if f.name.endswith("_u64f64") else U64)
+        for f in fields(Hyperparameters)
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subnet:
+    netuid: int
+    owner: Address  # coldkey
+    owner_hotkey: Address  # NO_HOTKEY when the owner named none
+    task_kind: str
+    task_config: str  # JSON text the task module reads (model name, dataset, ...)
+    locked: int  # the lock cost, held for the subnet's life
+    hyperparameters: Hyperparameters
+    burn: int  # current registration price
+    created_at: int
+    n: int  # uids in use
+    emission_share: int  # relative weight among subnets, set by governance
+    pending_emission: int  # accumulated since the last epoch, paid at the next
+    last_epoch_block: int
+    epoch_index: int
+
+
+SUBNET_RECORD: Record[Subnet] = Record(
+    Subnet,
+    (
+        ("netuid", U16),
+        ("owner", ADDRESS),
+        ("owner_hotkey", ADDRESS),
+        ("task_kind", Text(32)),
+        ("task_config", Text(2048)),
+        ("locked", U64),
+        ("hyperparameters", HYPERPARAMETERS_RECORD),
+        ("burn", U64),
+        ("created_at", U64),
+        ("n", U16),
+        ("emission_share", U64),
+        ("pending_emission", U64),
+        ("last_epoch_block", U64),
+        ("epoch_index", U64),
+    ),
+)
+
+WEIGHT_ROW: FieldType[tuple[tuple[int, int], ...]] = ListOf(TupleOf((U16, U16)), MAX_UIDS_LIMIT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Neuron:
+    hotkey: Address
+    coldkey: Address
+    registered_at: int
+    last_update: int
+    validator_permit: bool = False
+    active: bool = False
+    stake_u16: int = 0
+    consensus_u16: int = 0
+    incentive_u16: int = 0
+    dividends_u16: int = 0
+    validator_trust_u16: int = 0
+    emission: int = 0  # base units earned at the last epoch (miner plus validator)
+    endpoint: str = ""
+    weights: tuple[tuple[int, int], ...] = ()  # (uid, u16), stored max-upscaled
+    bonds: tuple[tuple[int, int], ...] = ()  # (uid, u16)
+
+
+NEURON_RECORD: Record[Neuron] = Record(
+    Neuron,
+    (
+        ("hotkey", ADDRESS),
+        ("coldkey", ADDRESS),
+        ("registered_at", U64),
+        ("last_update", U64),
+        ("validator_permit", BOOL),
+        ("active", BOOL),
+        ("stake_u16", U16),
+        ("consensus_u16", U16),
+        ("incentive_u16", U16),
+        ("dividends_u16", U16),
+        ("validator_trust_u16", U16),
+        ("emission", U64),
+        ("endpoint", Text(256)),
+        ("weights", WEIGHT_ROW),
+        ("bonds", WEIGHT_ROW),
+    ),
+)
+
+
+def _netuid_uid_codec() -> tuple[Any, Any]:
+    return (
+        lambda key: key[0].to_bytes(2, "big") + key[1].to_bytes(2, "big"),
+        lambda raw: (int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:], "big")),
+    )
+
+
+def _netuid_hotkey_codec() -> tuple[Any, Any]:
+    return (
+        lambda key: key[0].to_bytes(2, "big") + key[1],
+        lambda raw: (int.from_bytes(raw[:2], "big"), Address(bytes(raw[2:]))),
+    )
+
+
+def register_tables(state: State) -> None:
+    state.add_table(
+        SUBNETS_TAG,
+        "subnets",
+        (lambda netuid: netuid.to_bytes(2, "big"), lambda raw: int.from_bytes(raw, "big")),
+        (SUBNET_RECORD.encode, SUBNET_RECORD.decode),
+    )
+    state.add_table(
+        NEURONS_TAG, "neurons", _netuid_uid_codec(), (NEURON_RECORD.encode, NEURON_RECORD.decode)
+    )
+    state.add_table(
+        SUBNET_HOTKEYS_TAG,
+        "subnet_hotkeys",
+        _netuid_hotkey_codec(),
+        (lambda uid: uid.to_bytes(2, "big"), lambda raw: int.from_bytes(raw, "big")),
+    )
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def get_subnet(state: State, netuid: int) -> Subnet:
+    subnet: Subnet | None = state.tables["subnets"].get(netuid, None)
+    if subnet is None:
+        raise SubnetNotFound(f"subnet {netuid} does not exist")
+    return subnet
+
+
+def get_subnets(state: State) -> list[Subnet]:
+    return sorted((s for _, s in state.tables["subnets"].items()), key=lambda s: s.netuid)
+
+
+def get_uid(state: State, netuid: int, hotkey: Address) -> int | None:
+    uid: int | None = state.tables["subnet_hotkeys"].get((netuid, hotkey), None)
+    return uid
+
+
+def get_neuron(state: State, netuid: int, uid: int) -> Neuron:
+    neuron: Neuron = state.tables["neurons"][(netuid, uid)]
+    return neuron
+
+
+def get_neurons(state: State, netuid: int) -> list[Neuron]:
+    n = get_subnet(state, netuid).n
+    neurons = state.tables["neurons"]
+    return [neurons[(netuid, uid)] for uid in range(n)]
+
+
+def get_registered_neuron(state: State, netuid: int, hotkey: Address) -> tuple[int, Neuron]:
+    uid = get_uid(state, netuid, hotkey)
+    if uid is None:
+        raise NeuronNotFound(f"this hotkey is not registered on subnet {netuid}")
+    return uid, get_neuron(state, netuid, uid)
+
+
+def get_owner_uid(state: State, subnet: Subnet) -> int | None:
+    if subnet.owner_hotkey == NO_HOTKEY:
+        return None
+    return get_uid(state, subnet.netuid, subnet.owner_hotkey)
+
+
+def iterate_subnet_ids(state: State) -> Iterator[int]:
+    return iter(sorted(netuid for netuid, _ in state.tables["subnets"].items()))
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def set_subnet(state: State, subnet: Subnet) -> None:
+    state.tables["subnets"].set(subnet.netuid, subnet)
+
+
+def set_neuron(state: State, netuid: int, uid: int, neuron: Neuron) -> None:
+    state.tables["neurons"].set((netuid, uid), neuron)
+
+
+def process_registration_prices(state: State, context: BlockContext) -> None:
+    """Every block, each subnet's registration price decays toward its minimum."""
+    for netuid in iterate_subnet_ids(state):
+        subnet = get_subnet(state, netuid)
+        burn = compute_burn_after_block(subnet.burn, _burn_rules(subnet), context.height)
+        if burn != subnet.burn:
+            set_subnet(state, replace(subnet, burn=burn))
+
+
+def _burn_rules(subnet: Subnet) -> BurnPriceRules:
+    h = subnet.hyperparameters
+    return BurnPriceRules(
+        min_burn=h.min_burn,
+        max_burn=h.max_burn,
+        half_life=h.burn_half_life,
+        increase_mult_u64f64=h.burn_increase_mult_u64f64,
+    )
+
+
+# --- create_subnet ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateSubnet:
+    task_kind: str
+    task_config: str
+    owner_hotkey: Address  # NO_HOTKEY (all zeros) for none
+
+
+def validate_create_subnet(tx: Transaction) -> None:
+    body: CreateSubnet = tx.body
+    if body.task_kind not in TASK_KINDS:
+        raise InvalidField(f"task_kind must be one of {', '.join(TASK_KINDS)}")
+
+
+def process_create_subnet(state: State, tx: Transaction, context: BlockContext) -> None:
+    body: CreateSubnet = tx.body
+    params = state.params
+    taken = {netuid for netuid, _ in state.tables["subnets"].items()}
+    if len(taken) >= params.max_subnets:
+        raise TooManySubnets(f"the chain allows {params.max_subnets} subnets")
+    netuid = next(n for n in range(1, params.max_subnets + 2) if n not in taken)
+    decrease_balance(state, tx.sender, params.subnet_lock_cost)
+    hyperparameters = Hyperparameters()
+    set_subnet(
+        state,
+        Subnet(
+            netuid=netuid,
+            owner=tx.sender,
+            owner_hotkey=body.owner_hotkey,
+            task_kind=body.task_kind,
+            task_config=body.task_config,
+            locked=params.subnet_lock_cost,
+            hyperparameters=hyperparameters,
+            burn=hyperparameters.min_burn,
+            created_at=context.height,
+            n=0,
+            emission_share=1,
+            pending_emission=0,
+            last_epoch_block=0,
+            epoch_index=0,
+        ),
+    )
+
+
+# --- set_hyperparameter ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetHyperparameter:
+    netuid: int
+    name: str
+    value: int
+
+
+def validate_set_hyperparameter(tx: Transaction) -> None:
+    body: SetHyperparameter = tx.body
+    bounds = HYPERPARAMETER_BOUNDS.get(body.name)
+    if bounds is None:
+        raise UnknownHyperparameter(
+            f"{body.name!r} is not a hyperparameter; known: {', '.join(HYPERPARAMETER_BOUNDS)}"
+        )
+    if not bounds[0] <= body.value <= bounds[1]:
+        raise HyperparameterOutOfBounds(
+            f"{body.name} must be between {bounds[0]} and {bounds[1]}, got {body.value}"
+        )
+
+
+def process_set_hyperparameter(state: State, tx: Transaction, context: BlockContext) -> None:
+    body: SetHyperparameter = tx.body
+    subnet = get_subnet(state, body.netuid)
+    if subnet.owner != tx.sender:
+        raise NotSubnetOwner(f"only the owner of subnet {body.netuid} may change it")
+    changes: dict[str, Any] = {body.name: body.value}
+    if isinstance(getattr(subnet.hyperparameters, body.name), bool):
+        changes[body.name] = body.value == 1
+    hyperparameters = replace(subnet.hyperparameters, **changes)
+    if hyperparameters.min_burn > hyperparameters.max_burn:
+        raise HyperparameterOutOfBounds("min_burn cannot exceed max_burn")
+    if hyperparameters.max_uids < subnet.n:
+        raise HyperparameterOutOfBounds(f"{subnet.n} uids are in use; max_uids cannot be lower")
+    burn = min(max(subnet.burn, hyperparameters.min_burn), hyperparameters.max_burn)
+    set_subnet(state, replace(subnet, hyperparameters=hyperparameters, burn=burn))
+
+
+# --- register ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Register:
+    netuid: int
+    hotkey: Address
+
+
+def validate_register(tx: Transaction) -> None:
+    body: Register = tx.body
+    if body.hotkey == NO_HOTKEY:
+        raise InvalidField("the hotkey cannot be the zero key")
+
+
+def process_register(state: State, tx: Transaction, context: BlockContext) -> None:
+    """Burn the price, then take a free uid or replace the one pruning picks."""
+    from agora.protocol.staking import bind_hotkey
+
+    body: Register = tx.body
+    subnet = get_subnet(state, body.netuid)
+    if get_uid(state, body.netuid, body.hotkey) is not None:
+        raise AlreadyRegistered(f"this hotkey already has a uid on subnet {body.netuid}")
+    bind_hotkey(state, body.hotkey, tx.sender)
+    decrease_balance(state, tx.sender, subnet.burn)
+    state.set_ledger("burned", state.get_ledger("burned") + subnet.burn)
+    if subnet.n < subnet.hyperparameters.max_uids:
+        uid = subnet.n
+        subnet = replace(subnet, n=subnet.n + 1)
+    else:
+        uid = _choose_uid_to_prune(state, subnet, context.height)
+        _clear_uid(state, subnet, uid)
+    state.tables["subnet_hotkeys"].set((body.netuid, body.hotkey), uid)
+    set_neuron(
+        state,
+        body.netuid,
+        uid,
+        Neuron(
+            hotkey=body.hotkey,
+            coldkey=tx.sender,
+            registered_at=context.height,
+            last_update=context.height,
+        ),
+    )
+    burn = compute_burn_after_registration(subnet.burn, _burn_rules(subnet))
+    set_subnet(state, replace(subnet, burn=burn))
+
+
+def _choose_uid_to_prune(state: State, subnet: Subnet, block: int) -> int:
+    neurons = get_neurons(state, subnet.netuid)
+    owner_uid = get_owner_uid(state, subnet)
+    candidates = [
+        PruningCandidate(uid=uid, emission=neuron.emission, registered_at=neuron.registered_at)
+        for uid, neuron in enumerate(neurons)
+    ]
+    return compute_uid_to_prune(
+        candidates,
+        block=block,
+        immunity_period=subnet.hyperparameters.immunity_period,
+        min_non_immune_uids=subnet.hyperparameters.min_non_immune_uids,
+        immortal_uids=() if owner_uid is None else (owner_uid,),
+    )
+
+
+def _clear_uid(state: State, subnet: Subnet, uid: int) -> None:
+    """Replacement (§10): the old hotkey leaves, and no weight points at the uid any more."""
+    from agora.protocol.weights import clear_commits
+
+    old = get_neuron(state, subnet.netuid, uid)
+    state.tables["subnet_hotkeys"].delete((subnet.netuid, old.hotkey))
+    clear_commits(state, subnet.netuid, old.hotkey)
+    for other_uid, neuron in enumerate(get_neurons(state, subnet.netuid)):
+        if other_uid == uid:
+            continue
+        if any(target == uid for target, _ in neuron.weights):
+            weights = tuple((t, 0 if t == uid else v) for t, v in neuron.weights)
+            set_neuron(state, subnet.netuid, other_uid, replace(neuron, weights=weights))
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Serve:
+    """Signed by the hotkey: where its server listens (e.g. ``http://host:port``)."""
+
+    netuid: int
+    endpoint: str
+
+
+def validate_serve(tx: Transaction) -> None:
+    body: Serve = tx.body
+    if body.endpoint and not body.endpoint.startswith(("http://", "https://")):
+        raise InvalidField("endpoint must be an http:// or https:// URL")
+
+
+def process_serve(state: State, tx: Transaction, context: BlockContext) -> None:
+    body: Serve = tx.body
+    uid, neuron = get_registered_neuron(state, body.netuid, tx.sender)
+    set_neuron(state, body.netuid, uid, replace(neuron, endpoint=body.endpoint))
+
+
+KINDS = (
+    TransactionKind(
+        kind=10,
+        name="create_subnet",
+        body=Record(
+            CreateSubnet,
+            (("task_kind", Text(32)), ("task_config", Text(2048)), ("owner_hotkey", ADDRESS)),
+        ),
+        validate=validate_create_subnet,
+        process=process_create_subnet,
+    ),
+    TransactionKind(
+        kind=11,
+        name="set_hyperparameter",
+        body=Record(SetHyperparameter, (("netuid", U16), ("name", Text(64)), ("value", U64))),
+        validate=validate_set_hyperparameter,
+        process=process_set_hyperparameter,
+    ),
+    TransactionKind(
+        kind=12,
+        name="register",
+        body=Record(Register, (("netuid", U16), ("hotkey", ADDRESS))),
+        validate=validate_register,
+        process=process_register,
+    ),
+    TransactionKind(
+        kind=13,
+        name="serve",
+        body=Record(Serve, (("netuid", U16), ("endpoint", Text(256)))),
+        validate=validate_serve,
+        process=process_serve,
+    ),
+)
+
+
+def compute_supply_held(state: State) -> int:
+    """Lock costs and emission waiting for an epoch."""
+    return sum(s.locked + s.pending_emission for _, s in state.tables["subnets"].items())
+
+
+def is_epoch_block(netuid: int, tempo: int, block: int) -> bool:
+    """Bittensor's schedule: subnets fire at staggered blocks, every ``tempo + 1`` blocks."""
+    return (block + netuid + 1) % (tempo + 1) == 0
+
+
+def get_epoch_with_lookahead(subnet: Subnet, block: int) -> int:
+    """The epoch index as seen by a transaction (+1 if an epoch fires at the end of the block)."""
+    fires = is_epoch_block(subnet.netuid, subnet.hyperparameters.tempo, block)
+    return subnet.epoch_index + (1 if fires else 0)
