@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agora.cli import chain, node, wallet
+from agora.cli import chain, incentive, node, wallet
 
 app = typer.Typer(
     help="Agora: an open network for AI work.", no_args_is_help=True, add_completion=False
@@ -12,6 +12,7 @@ app = typer.Typer(
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(node.app, name="node")
 chain.register(app)
+incentive.register(app)
 
 
 def main() -> None:

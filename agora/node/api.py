@@ -7,6 +7,7 @@ OpenAPI description is served at /v1/openapi.json.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,15 +19,27 @@ from agora.errors import AgoraError
 from agora.node.errors import BodyTooLarge, MalformedRequest, NodeError, NotFound
 from agora.node.node import Node
 from agora.node.openapi import OPENAPI
-from agora.node.wire import block_to_json, from_hex, header_to_json, receipt_to_json, to_hex
+from agora.node.wire import (
+    block_to_json,
+    from_hex,
+    header_to_json,
+    metagraph_to_json,
+    receipt_to_json,
+    subnet_to_json,
+    to_hex,
+)
 from agora.protocol.accounts import get_account
-from agora.protocol.address import decode_address
-from agora.protocol.codec import U64
+from agora.protocol.address import decode_address, encode_address
+from agora.protocol.codec import U16, U64
 from agora.protocol.errors import ProtocolError
+from agora.protocol.staking import get_hotkey, get_stakers
+from agora.protocol.subnets import get_subnet, get_subnets, get_uid, iterate_subnet_ids
 from agora.protocol.transactions import encode_transaction, transaction_from_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BLOCKS_PER_PAGE = 100
+# The open block streams' tasks, ended when the node stops.
+STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -44,6 +57,8 @@ def create_app(node: Node) -> web.Application:
         middlewares=[_errors_middleware(node)], client_max_size=node.config.max_body_bytes
     )
     app["node"] = node
+    app[STREAMS] = set()
+    app.on_shutdown.append(_end_streams)
     routes = [
         web.post("/v1/transactions", submit_transactions),
         web.get("/v1/transactions/{hash}", get_transaction),
@@ -55,6 +70,10 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/genesis", get_genesis),
         web.get("/v1/stream/blocks", stream_blocks),
         web.post("/v1/faucet", faucet),
+        web.get("/v1/subnets", list_subnets),
+        web.get("/v1/subnets/{netuid}", get_subnet_route),
+        web.get("/v1/subnets/{netuid}/metagraph", get_metagraph),
+        web.get("/v1/hotkeys/{address}", get_hotkey_route),
         web.get("/v1/openapi.json", openapi),
         web.get("/health", health),
         web.get("/metrics", metrics),
@@ -96,9 +115,30 @@ async def _read_json(request: web.Request) -> Any:
         raise BodyTooLarge(f"request body exceeds {limit} bytes")
     data = await request.read()
     try:
-        return orjson.loads(data)
+        body = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise MalformedRequest("request body is not valid JSON") from None
+    if _contains_float(body):
+        # No field of the API is a float, but orjson reads an integer beyond 64 bits as one;
+        # the standard parser keeps it exact, so it is refused as out of range (1003).
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            raise MalformedRequest("request body is not valid JSON") from None
+    return body
+
+
+def _contains_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _parse_raw_or_json(item: Any, path: str) -> bytes:
@@ -138,7 +178,7 @@ async def get_transaction(request: web.Request) -> web.Response:
                 "receipt": receipt_to_json(stored.receipt),
             }
         )
-    if tx_hash in node.mempool or node.store.is_pending(tx_hash):
+    if tx_hash in node.mempool or tx_hash in node.forwarded or node.store.is_pending(tx_hash):
         return json_response({"status": "pending", "hash": to_hex(tx_hash)})
     raise NotFound(f"no transaction {to_hex(tx_hash)} in a block or waiting")
 
@@ -223,9 +263,13 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    await response.prepare(request)
+    # Subscribed before the headers go out: a client that has them misses no later block.
     queue = node.subscribe()
+    streams = request.app[STREAMS]
+    task = asyncio.current_task()
+    streams.add(task)
     try:
+        await response.prepare(request)
         while True:
             try:
                 applied = await asyncio.wait_for(queue.get(), timeout=15)
@@ -240,8 +284,62 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        streams.discard(task)
         node.unsubscribe(queue)
     return response
+
+
+async def _end_streams(app: web.Application) -> None:
+    """A stopping node ends its open streams; aiohttp would otherwise wait up to 60 s."""
+    for task in list(app[STREAMS]):
+        task.cancel()
+
+
+def _parse_netuid(request: web.Request) -> int:
+    try:
+        return U16.from_json(int(request.match_info["netuid"]), "netuid")
+    except (ValueError, ProtocolError):
+        raise MalformedRequest("netuid: expected an integer from 0 to 65535") from None
+
+
+async def list_subnets(request: web.Request) -> web.Response:
+    state = request.app["node"].state
+    return json_response({"subnets": [subnet_to_json(s) for s in get_subnets(state)]})
+
+
+async def get_subnet_route(request: web.Request) -> web.Response:
+    state = request.app["node"].state
+    return json_response(subnet_to_json(get_subnet(state, _parse_netuid(request))))
+
+
+async def get_metagraph(request: web.Request) -> web.Response:
+    """``?matrices=1`` adds each uid's weights and bonds."""
+    state = request.app["node"].state
+    include = request.query.get("matrices", "0") in ("1", "true")
+    return json_response(metagraph_to_json(state, _parse_netuid(request), include))
+
+
+async def get_hotkey_route(request: web.Request) -> web.Response:
+    state = request.app["node"].state
+    hotkey = decode_address(request.match_info["address"])
+    info = get_hotkey(state, hotkey)
+    return json_response(
+        {
+            "hotkey": request.match_info["address"],
+            "owner": encode_address(info.owner),
+            "take": info.take_u16,
+            "total_stake": info.total_stake,
+            "stakers": [
+                {"coldkey": encode_address(coldkey), "stake": amount}
+                for coldkey, amount in get_stakers(state, hotkey)
+            ],
+            "subnets": [
+                {"netuid": netuid, "uid": uid}
+                for netuid in iterate_subnet_ids(state)
+                if (uid := get_uid(state, netuid, hotkey)) is not None
+            ],
+        }
+    )
 
 
 async def faucet(request: web.Request) -> web.Response:
@@ -295,5 +393,9 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     for (route, status), count in sorted(m.http_requests.items()):
         lines.append(f'agora_http_requests_total{{route="{route}",status="{status}"}} {count}')
-    lines.append(f"agora_up_seconds {time.monotonic():.0f}")
+    lines += [
+        "# HELP agora_up_seconds Seconds since the node started.",
+        "# TYPE agora_up_seconds gauge",
+        f"agora_up_seconds {time.monotonic() - m.started_monotonic:.0f}",
+    ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

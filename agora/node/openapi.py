@@ -149,6 +149,41 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"202": _ok("The transfer's hash"), "403": _ERROR},
             }
         },
+        "/v1/subnets": {
+            "get": {
+                "summary": "Every subnet with its task and hyperparameters",
+                "responses": {"200": _ok("Subnets")},
+            }
+        },
+        "/v1/subnets/{netuid}": {
+            "get": {
+                "summary": "One subnet",
+                "parameters": [_path_param("netuid", "subnet id")],
+                "responses": {"200": _ok("The subnet"), "400": _ERROR},
+            }
+        },
+        "/v1/subnets/{netuid}/metagraph": {
+            "get": {
+                "summary": "Per uid: hotkey, coldkey, stake, permit, active, consensus, incentive, "
+                "dividends, validator trust, emission, last update, registered at, "
+                "endpoint; weights and bonds with ?matrices=1",
+                "parameters": [
+                    _path_param("netuid", "subnet id"),
+                    {"name": "matrices", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "responses": {"200": _ok("The metagraph"), "400": _ERROR},
+            }
+        },
+        "/v1/hotkeys/{address}": {
+            "get": {
+                "summary": "A hotkey's owner, take, stake, stakers and uids",
+                "parameters": [_path_param("address", "agr1... hotkey")],
+                "responses": {"200": _ok("The hotkey"), "400": _ERROR},
+            }
+        },
+        "/v1/openapi.json": {
+            "get": {"summary": "This description", "responses": {"200": _ok("OpenAPI 3.1")}}
+        },
         "/health": {
             "get": {"summary": "Liveness", "responses": {"200": _ok("ok"), "503": _ok("halted")}}
         },

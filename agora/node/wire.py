@@ -87,3 +87,48 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
         "fee_paid": receipt.fee_paid,
         "sender": None if receipt.sender is None else encode_address(receipt.sender),
     }
+
+
+def subnet_to_json(subnet: Any) -> dict[str, Any]:
+    from agora.protocol.subnets import NO_HOTKEY, SUBNET_RECORD
+
+    body: dict[str, Any] = SUBNET_RECORD.to_json(subnet)
+    if subnet.owner_hotkey == NO_HOTKEY:
+        body["owner_hotkey"] = None
+    return body
+
+
+def metagraph_to_json(state: Any, netuid: int, include_matrices: bool) -> dict[str, Any]:
+    """The subnet's neurons, one entry per uid, as validators and explorers read them."""
+    from agora.protocol.staking import get_total_stake
+    from agora.protocol.subnets import get_neurons, get_subnet
+
+    subnet = get_subnet(state, netuid)
+    neurons = []
+    for uid, neuron in enumerate(get_neurons(state, netuid)):
+        entry = {
+            "uid": uid,
+            "hotkey": encode_address(neuron.hotkey),
+            "coldkey": encode_address(neuron.coldkey),
+            "stake": get_total_stake(state, neuron.hotkey),
+            "validator_permit": neuron.validator_permit,
+            "active": neuron.active,
+            "consensus": neuron.consensus_u16,
+            "incentive": neuron.incentive_u16,
+            "dividends": neuron.dividends_u16,
+            "validator_trust": neuron.validator_trust_u16,
+            "emission": neuron.emission,
+            "last_update": neuron.last_update,
+            "registered_at": neuron.registered_at,
+            "endpoint": neuron.endpoint,
+        }
+        if include_matrices:
+            entry["weights"] = [list(pair) for pair in neuron.weights]
+            entry["bonds"] = [list(pair) for pair in neuron.bonds]
+        neurons.append(entry)
+    return {
+        "netuid": netuid,
+        "block": state.head.height,
+        "subnet": subnet_to_json(subnet),
+        "neurons": neurons,
+    }
