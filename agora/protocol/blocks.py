@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 
 from agora.protocol.codec import HASH, U64, ListOf, Record, VarBytes
+from agora.protocol.errors import InvalidBlock, MalformedTransaction
 
 BLOCK_MAGIC = b"AGB1"
 ZERO_HASH = bytes(32)
@@ -57,8 +58,11 @@ def encode_header(header: BlockHeader) -> bytes:
 
 def decode_header(data: bytes) -> BlockHeader:
     if data[:4] != BLOCK_MAGIC:
-        raise ValueError("not an Agora block header")
-    return HEADER_RECORD.decode(data[4:])
+        raise InvalidBlock("not an Agora block header (bad magic)")
+    try:
+        return HEADER_RECORD.decode(data[4:])
+    except MalformedTransaction as error:
+        raise InvalidBlock(f"block header: {error.message}") from None
 
 
 def compute_block_hash(header: BlockHeader) -> bytes:

@@ -74,6 +74,8 @@ def _apply_balances(state: State, balances: Any) -> int:
             address = decode_address(text)
         except InvalidAddress as error:
             raise InvalidGenesis(f"balances.{text}: {error.message}") from None
+        if address in accounts:
+            raise InvalidGenesis(f"balances.{text}: the same address is listed twice")
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
             raise InvalidGenesis(f"balances.{text}: expected a positive 64-bit integer")
         accounts.set(address, Account(balance=amount, nonce=0))
