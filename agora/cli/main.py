@@ -11,6 +11,7 @@ app = typer.Typer(
 )
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(node.app, name="node")
+app.add_typer(node.inbox_app, name="inbox")
 chain.register(app)
 incentive.register(app)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import os
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,9 +19,17 @@ from agora.node.devchain import FAUCET_ACCOUNT, FAUCET_GRANT, create_dev_genesis
 from agora.node.node import NodeConfig
 from agora.node.runner import RunningNode, run_node
 from agora.node.store import Store
+from agora.sequencer.base import Sequencer
 from agora.sequencer.local import LocalSequencer
 
 app = typer.Typer(help="Run a node.", no_args_is_help=True)
+inbox_app = typer.Typer(help="The Ethereum Inbox contract.", no_args_is_help=True)
+
+
+class SequencerKind(StrEnum):
+    local = "local"
+    ethereum = "ethereum"
+
 
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", help="Where the node keeps its database.")
@@ -69,17 +79,35 @@ def run(
     ] = False,
     dev_accounts: Annotated[int, typer.Option(help="Dev accounts to fund.")] = 4,
     block_time_ms: Annotated[
-        int, typer.Option("--block-time-ms", help="Block interval; 0 seals at once.")
+        int,
+        typer.Option("--block-time-ms", help="Local sequencer: block interval; 0 seals at once."),
     ] = 1000,
+    sequencer: Annotated[
+        SequencerKind, typer.Option("--sequencer", help="Who orders transactions.")
+    ] = SequencerKind.local,
+    rpc: Annotated[str | None, typer.Option("--rpc", help="Ethereum: EVM JSON-RPC URL.")] = None,
+    inbox: Annotated[str | None, typer.Option("--inbox", help="Ethereum: Inbox address.")] = None,
+    genesis_block: Annotated[
+        int | None, typer.Option("--genesis-block", help="Ethereum: EVM block of Agora genesis.")
+    ] = None,
+    confirmations: Annotated[
+        int, typer.Option("--confirmations", help="Ethereum: blocks on top before reading.")
+    ] = 2,
     host: HostOption = "127.0.0.1",
     port: PortOption = 7545,
 ) -> None:
-    """Run a node that orders transactions itself (the local sequencer)."""
+    """Run a node: ordering by itself (local) or by an Inbox contract on an EVM chain.
+
+    With --sequencer ethereum the node posts accepted transactions to the Inbox from the
+    EVM account whose private key is in $AGORA_EVM_KEY (without it the node only reads).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     genesis_doc = read_genesis(genesis)
     has_chain = (data_dir / "node.db").exists() and Store(data_dir / "node.db").get_genesis()
     if genesis_doc is None and dev and not has_chain:
-        genesis_doc = create_dev_genesis(dev_accounts, int(time.time()))
+        # A fixed timestamp: every dev node computes the same genesis, so several of them
+        # can read one Inbox and agree.
+        genesis_doc = create_dev_genesis(dev_accounts, 0)
     if genesis_doc is None and not has_chain:
         raise CliError(f"{data_dir} holds no chain: pass --genesis FILE, or --dev")
     config = NodeConfig(
@@ -90,8 +118,26 @@ def run(
         faucet_amount=FAUCET_GRANT if dev else 0,
     )
 
-    def make_sequencer(store: Store) -> LocalSequencer:
-        return LocalSequencer(store, block_time_ms, max_batch=10_000)
+    make_sequencer: Callable[[Store], Sequencer]
+    if sequencer is SequencerKind.ethereum:
+        if rpc is None or inbox is None or genesis_block is None:
+            raise CliError("--sequencer ethereum needs --rpc, --inbox and --genesis-block")
+        from agora.sequencer.ethereum.sequencer import EthereumConfig, EthereumSequencer
+
+        ethereum = EthereumConfig(
+            rpc_url=rpc,
+            inbox_address=inbox,
+            genesis_block=genesis_block,
+            confirmations=confirmations,
+            poster_key=os.environ.get("AGORA_EVM_KEY"),
+        )
+
+        def make_sequencer(store: Store) -> Sequencer:
+            return EthereumSequencer(ethereum, store)
+    else:
+
+        def make_sequencer(store: Store) -> Sequencer:
+            return LocalSequencer(store, block_time_ms, max_batch=10_000)
 
     asyncio.run(
         run_node(
@@ -116,3 +162,37 @@ def follow(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = NodeConfig(data_dir=data_dir, host=host, port=port, leader_url=leader)
     asyncio.run(run_node(config, read_genesis(genesis), None, _announce(Console(), 0)))
+
+
+@inbox_app.command("deploy")
+@user_errors
+def inbox_deploy(
+    rpc: Annotated[str, typer.Option("--rpc", help="EVM JSON-RPC URL.")],
+    key: Annotated[
+        str | None, typer.Option("--key", help="Deployer private key (default: $AGORA_EVM_KEY).")
+    ] = None,
+    json_mode: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Deploy the Inbox; prints its address and the EVM block to use as Agora's genesis."""
+    from agora.cli.common import emit
+    from agora.sequencer.ethereum.inbox import deploy_inbox
+
+    private_key = key or os.environ.get("AGORA_EVM_KEY")
+    if not private_key:
+        raise CliError("give the deployer's key with --key or $AGORA_EVM_KEY")
+    deployment = asyncio.run(deploy_inbox(rpc, private_key))
+    result = {
+        "address": deployment.address,
+        "genesis_block": deployment.block_number,
+        "tx_hash": deployment.tx_hash,
+        "chain_id": deployment.chain_id,
+    }
+    emit(
+        result,
+        json_mode,
+        lambda console: console.print(
+            f"Inbox {deployment.address} (EVM chain {deployment.chain_id})\n"
+            f"  run nodes with --sequencer ethereum --rpc {rpc} --inbox {deployment.address} "
+            f"--genesis-block {deployment.block_number}"
+        ),
+    )

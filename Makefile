@@ -1,0 +1,37 @@
+# The two commands of the quick start: `make run` and `make test`.
+# Both set up what they need (a virtual environment in .venv) and are fast the second time.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ANVIL := node_modules/.bin/anvil
+
+.PHONY: run test setup lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/agora node run --dev --data-dir .agora/devnode
+
+# anvil, a local EVM node, ships as a native binary inside an npm package.
+$(ANVIL):
+	npm install --prefix . --no-save --no-package-lock --silent @foundry-rs/anvil-linux-amd64
+
+test: $(STAMP) $(ANVIL)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check agora tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench_transfers
+
+clean:
+	rm -rf $(VENV) .agora .pytest_cache
