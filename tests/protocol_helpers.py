@@ -174,6 +174,7 @@ class Chain:
 
     def __init__(self, state: State) -> None:
         self.state = state
+        self.blocks: list[Block] = []  # every block this chain sealed, in order
 
     @property
     def height(self) -> int:
@@ -197,7 +198,9 @@ class Chain:
 
     def seal(self, raws: list[bytes]) -> list[Any]:
         timestamp = GENESIS_TIMESTAMP + 12 * (self.height + 1)
-        receipts: list[Any] = build_block(self.state, timestamp, raws).receipts
+        applied = build_block(self.state, timestamp, raws)
+        self.blocks.append(applied.block)
+        receipts: list[Any] = applied.receipts
         return receipts
 
     def send(self, sender: KeyPair, body: Any) -> Any:
@@ -211,3 +214,56 @@ class Chain:
     def advance_to(self, height: int) -> None:
         """Seal empty blocks until the next block to seal is ``height``."""
         self.advance(height - 1 - self.height)
+
+
+def create_subnet(
+    chain: Chain, owner: KeyPair, owner_hotkey: Address | None = None, **hyperparameters: int
+) -> int:
+    """Create a subnet owned by ``owner``, then set ``hyperparameters`` in the next block."""
+    from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, SetHyperparameter, get_subnets
+
+    taken = {subnet.netuid for subnet in get_subnets(chain.state)}
+    body = CreateSubnet(
+        task_kind="embedding", task_config="{}", owner_hotkey=owner_hotkey or NO_HOTKEY
+    )
+    receipts = chain.block((owner, body))
+    netuid = min({subnet.netuid for subnet in get_subnets(chain.state)} - taken)
+    receipts += chain.block(
+        *(
+            (owner, SetHyperparameter(netuid=netuid, name=name, value=value))
+            for name, value in hyperparameters.items()
+        )
+    )
+    assert all(r.success for r in receipts), [r.message for r in receipts]
+    return netuid
+
+
+def assert_refused(
+    chain: Chain, sender: KeyPair, body: Any, code: int, *, charged: bool = True
+) -> Any:
+    """Send ``body`` in a block of its own; it must fail with ``code`` and change nothing but
+    the sender's nonce and fee (``charged``), or nothing at all (a stateless refusal).
+
+    The comparison is with a twin of the state that sealed an empty block instead, so the
+    end-of-block steps (emission, prices, epochs) are the same on both sides.
+    """
+    from agora.protocol.accounts import Account, get_account
+
+    twin = clone_state(chain.state)
+    before = get_account(chain.state, sender.address)
+    receipt = chain.send(sender, body)
+    assert (receipt.success, receipt.code) == (False, code), receipt.message
+    Chain(twin).seal([])
+    after, expected = snapshot_rows(chain.state), snapshot_rows(twin)
+    if charged:
+        assert receipt.fee_paid == MIN_FEE and receipt.sender == sender.address
+        paid = Account(balance=before.balance - MIN_FEE, nonce=before.nonce + 1)
+        assert after["accounts"].pop(sender.address) == paid
+        expected["accounts"].pop(sender.address)
+        treasury = expected["ledger"].pop("treasury", 0)
+        assert after["ledger"].pop("treasury") == treasury + MIN_FEE
+    else:
+        assert receipt.fee_paid == 0 and receipt.sender is None
+    assert after == expected
+    assert (chain.state.state_root == twin.state_root) is not charged
+    return receipt

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agora.cli.chain import NodeOption, format_agr, parse_agr, with_client
-from agora.cli.common import CliError, emit, user_errors
+from agora.cli.common import CliError, emit, fail, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key, wallet_root
 from agora.client.client import NodeClient
 from agora.client.transactions import send_transaction
@@ -54,7 +54,7 @@ def _send(node: str | None, key: Keypair, body: Any, json_mode: bool) -> None:
     status = with_client(node, run)
     receipt = status["receipt"]
     if not receipt["success"]:
-        raise CliError(f"block {status['height']}: {receipt['message']}", receipt["code"])
+        fail(f"block {status['height']}: {receipt['message']}", receipt["code"])
     emit(status, json_mode, lambda c: c.print(f"ok: {receipt['hash']} in block {status['height']}"))
 
 
@@ -131,6 +131,7 @@ def subnet_show(
         table = Table(
             "uid",
             "hotkey",
+            "coldkey",
             "stake",
             "permit",
             "active",
@@ -140,12 +141,14 @@ def subnet_show(
             "VT",
             "emission",
             "updated",
+            "registered",
             "endpoint",
         )
         for n in result["neurons"]:
             table.add_row(
                 str(n["uid"]),
                 n["hotkey"][:14] + "…",
+                n["coldkey"][:14] + "…",
                 format_agr(n["stake"]),
                 "yes" if n["validator_permit"] else "",
                 "yes" if n["active"] else "",
@@ -155,9 +158,19 @@ def subnet_show(
                 str(n["validator_trust"]),
                 format_agr(n["emission"]),
                 str(n["last_update"]),
+                str(n["registered_at"]),
                 n["endpoint"],
             )
         console.print(table)
+        if matrices:
+            rows = Table("uid", "weights (uid:u16)", "bonds (uid:u16)")
+            for n in result["neurons"]:
+                rows.add_row(
+                    str(n["uid"]),
+                    " ".join(f"{uid}:{value}" for uid, value in n["weights"]),
+                    " ".join(f"{uid}:{value}" for uid, value in n["bonds"]),
+                )
+            console.print(rows)
 
     emit(result, json_mode, show)
 
@@ -369,7 +382,12 @@ def weights_commit(
     path = _commits_dir(wallet_dir, wallet) / f"{netuid}-{commit_hash.hex()[:16]}.json"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private_file(path, json.dumps(record).encode(), overwrite=False)
-    _send(node, key, CommitWeights(netuid=netuid, commit_hash=commit_hash), json_mode)
+    try:
+        _send(node, key, CommitWeights(netuid=netuid, commit_hash=commit_hash), json_mode)
+    except typer.Exit:
+        # The chain refused the commit: a record left behind would be revealed first, and fail.
+        path.unlink(missing_ok=True)
+        raise
 
 
 @weights_app.command("reveal")

@@ -23,7 +23,6 @@ from agora.protocol.codec import (
     BOOL,
     U16,
     U64,
-    U128,
     FieldType,
     ListOf,
     Record,
@@ -32,10 +31,12 @@ from agora.protocol.codec import (
 )
 from agora.protocol.consensus.registration import (
     DEFAULT_BURN_INCREASE_MULT_U64F64,
+    ONE_U64F64,
     BurnPriceRules,
     PruningCandidate,
     compute_burn_after_block,
     compute_burn_after_registration,
+    compute_immortal_owner_uids,
     compute_uid_to_prune,
 )
 from agora.protocol.errors import (
@@ -57,6 +58,8 @@ NEURONS_TAG = 11
 SUBNET_HOTKEYS_TAG = 12
 NO_HOTKEY = Address(bytes(32))
 MAX_UIDS_LIMIT = 4096
+# The owner's uids that pruning never picks (the chain's ``ImmuneOwnerUidsLimit``).
+IMMUNE_OWNER_UIDS_LIMIT = 1
 TASK_KINDS = ("embedding", "generation", "classification", "custom")
 
 
@@ -88,7 +91,9 @@ class Hyperparameters:
     min_burn: int = BASE_UNITS_PER_AGR // 2_000
     max_burn: int = 100 * BASE_UNITS_PER_AGR
     burn_half_life: int = 360
-    burn_increase_mult_u64f64: int = DEFAULT_BURN_INCREASE_MULT_U64F64
+    # What each registration adds to the price: U64F64 bits of (multiplier - 1), so that it
+    # fits the u64 of set_hyperparameter and of JSON (0.26: the chain's multiplier 1.26).
+    burn_increase_u64f64: int = DEFAULT_BURN_INCREASE_MULT_U64F64 - ONE_U64F64
 
 
 # Inclusive bounds an owner must stay within (booleans are always 0..1).
@@ -117,15 +122,12 @@ HYPERPARAMETER_BOUNDS: dict[str, tuple[int, int]] = {
     "min_burn": (0, 1_000_000 * BASE_UNITS_PER_AGR),
     "max_burn": (1, 1_000_000 * BASE_UNITS_PER_AGR),
     "burn_half_life": (0, 65_535),
-    "burn_increase_mult_u64f64": (1 << 64, 4 << 64),
+    "burn_increase_u64f64": (0, (1 << 64) - 1),
 }
 
 HYPERPARAMETERS_RECORD: Record[Hyperparameters] = Record(
     Hyperparameters,
-    tuple(
-        (f.name, BOOL if f.type == "bool" else U128 if f.name.endswith("_u64f64") else U64)
-        for f in fields(Hyperparameters)
-    ),
+    tuple((f.name, BOOL if f.type == "bool" else U64) for f in fields(Hyperparameters)),
 )
 
 
@@ -316,7 +318,7 @@ def _burn_rules(subnet: Subnet) -> BurnPriceRules:
         min_burn=h.min_burn,
         max_burn=h.max_burn,
         half_life=h.burn_half_life,
-        increase_mult_u64f64=h.burn_increase_mult_u64f64,
+        increase_mult_u64f64=ONE_U64F64 + h.burn_increase_u64f64,
     )
 
 
@@ -456,7 +458,14 @@ def process_register(state: State, tx: Transaction, context: BlockContext) -> No
 
 def _choose_uid_to_prune(state: State, subnet: Subnet, block: int) -> int:
     neurons = get_neurons(state, subnet.netuid)
-    owner_uid = get_owner_uid(state, subnet)
+    owner_coldkey_uids = [
+        (uid, neuron.registered_at)
+        for uid, neuron in enumerate(neurons)
+        if neuron.coldkey == subnet.owner
+    ]
+    immortal_uids = compute_immortal_owner_uids(
+        get_owner_uid(state, subnet), owner_coldkey_uids, IMMUNE_OWNER_UIDS_LIMIT
+    )
     candidates = [
         PruningCandidate(uid=uid, emission=neuron.emission, registered_at=neuron.registered_at)
         for uid, neuron in enumerate(neurons)
@@ -466,7 +475,7 @@ def _choose_uid_to_prune(state: State, subnet: Subnet, block: int) -> int:
         block=block,
         immunity_period=subnet.hyperparameters.immunity_period,
         min_non_immune_uids=subnet.hyperparameters.min_non_immune_uids,
-        immortal_uids=() if owner_uid is None else (owner_uid,),
+        immortal_uids=immortal_uids,
     )
 
 
@@ -504,6 +513,7 @@ def validate_serve(tx: Transaction) -> None:
 
 def process_serve(state: State, tx: Transaction, context: BlockContext) -> None:
     body: Serve = tx.body
+    get_subnet(state, body.netuid)
     uid, neuron = get_registered_neuron(state, body.netuid, tx.sender)
     set_neuron(state, body.netuid, uid, replace(neuron, endpoint=body.endpoint))
 
