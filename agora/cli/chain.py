@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agora.cli.common import CliError, emit, user_errors
+from agora.cli.common import CliError, emit, fail, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key
 from agora.client.client import NodeClient
 from agora.client.transactions import send_transaction
@@ -114,6 +114,7 @@ def transfer(
 
     result = with_client(node, send)
     emit(result, json_mode, lambda console: _print_status(console, result))
+    _fail_if_failed(result)
 
 
 @user_errors
@@ -160,6 +161,18 @@ def faucet(
 
     result = with_client(node, ask)
     emit(result, json_mode, lambda console: _print_status(console, result))
+    _fail_if_failed(result)
+
+
+def _fail_if_failed(status: dict[str, Any]) -> None:
+    """A transaction sent and waited for that failed in its block exits non-zero."""
+    if status["status"] == "included" and not status["receipt"]["success"]:
+        receipt = status["receipt"]
+        fail(
+            f"transaction {receipt['hash']} failed in block {status['height']}: "
+            f"{receipt['message']}",
+            receipt["code"],
+        )
 
 
 def _print_status(console: Console, status: dict[str, Any]) -> None:

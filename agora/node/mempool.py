@@ -69,6 +69,24 @@ class Mempool:
                 del self._pending_count[sender]
                 del self._next_nonce[sender]
 
+    def withdraw(self, admitted: list[Transaction], tx_hashes: list[bytes]) -> None:
+        """Undo the admission of a refused request's transactions, as if never submitted.
+
+        Newest first: each was admitted carrying exactly the sender's expected nonce, so
+        the expectation goes back to that nonce (other transactions may still be waiting).
+        One that a block already included (while a sequencer was submitting) is left alone.
+        """
+        for tx, tx_hash in reversed(list(zip(admitted, tx_hashes, strict=True))):
+            if self._senders.pop(tx_hash, None) is None:
+                continue
+            remaining = self._pending_count[tx.sender] - 1
+            if remaining:
+                self._pending_count[tx.sender] = remaining
+                self._next_nonce[tx.sender] = tx.nonce
+            else:
+                del self._pending_count[tx.sender]
+                del self._next_nonce[tx.sender]
+
     def _record(self, tx_hash: bytes, sender: Address, nonce: int) -> None:
         self._senders[tx_hash] = sender
         self._next_nonce[sender] = max(self._next_nonce.get(sender, 0), nonce + 1)

@@ -61,6 +61,7 @@ class Metrics:
     transactions_failed: int = 0
     block_seconds_total: float = 0.0
     http_requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    started_monotonic: float = field(default_factory=time.monotonic)
 
 
 class Node:
@@ -74,6 +75,8 @@ class Node:
         self.sequencer: Sequencer | None = None
         self._subscribers: set[asyncio.Queue[AppliedBlock]] = set()
         self._forward: Callable[[list[bytes]], Any] | None = None
+        # A follower's forwarded transactions: reported pending until a pulled block has them.
+        self.forwarded: set[bytes] = set()
 
     # --- admission -----------------------------------------------------------------------
 
@@ -85,21 +88,33 @@ class Node:
         if self.halted is not None:
             raise ChainHalted(f"this node has halted: {self.halted.message}")
         if self._forward is not None:
-            hashes: list[bytes] = await self._forward(raws)
-            return hashes
+            forwarded: list[bytes] = await self._forward(raws)
+            self.forwarded.update(forwarded)
+            return forwarded
         assert self.sequencer is not None
-        admitted: list[tuple[bytes, bytes]] = []
+        hashes: list[bytes] = []
+        fresh: list[bytes] = []
+        fresh_hashes: list[bytes] = []
+        fresh_transactions: list[Transaction] = []
         try:
-            for raw in raws:
-                tx_hash, tx = self.mempool.admit(self.state, raw)
-                admitted.append((tx_hash, raw if tx is not None else b""))
+            for index, raw in enumerate(raws):
+                try:
+                    tx_hash, tx = self.mempool.admit(self.state, raw)
+                except ProtocolError as error:
+                    raise type(error)(f"transactions[{index}]: {error.message}") from None
+                hashes.append(tx_hash)
+                if tx is not None:
+                    fresh.append(raw)
+                    fresh_hashes.append(tx_hash)
+                    fresh_transactions.append(tx)
+            if fresh:
+                # A sequencer that refuses (read-only, too large) must leave no trace:
+                # otherwise a retry of the same bytes would be acknowledged as known.
+                await self.sequencer.submit(fresh)
         except BaseException:
-            self.mempool.remove_included([h for h, raw in admitted if raw])
+            self.mempool.withdraw(fresh_transactions, fresh_hashes)
             raise
-        fresh = [raw for _, raw in admitted if raw]
-        if fresh:
-            await self.sequencer.submit(fresh)
-        return [tx_hash for tx_hash, _ in admitted]
+        return hashes
 
     async def grant_from_faucet(self, recipient: Address, amount: int | None) -> bytes:
         if self.config.faucet_seed is None or self.config.faucet_amount == 0:
@@ -137,7 +152,10 @@ class Node:
             started = time.perf_counter()
             applied = build_block(self.state, batch.timestamp, list(batch.transactions))
             self._record(applied, started)
-            sequencer.confirm(batch.height, batch.transactions)
+            sequencer.confirm(batch.height, applied.block.transactions)
+            # A sequencer with batches ready returns them without yielding: let the API
+            # and the sequencer's own tasks run between blocks during a long catch-up.
+            await asyncio.sleep(0)
 
     async def run_following(self, fetch_blocks: Callable[[int], Any]) -> None:
         """Pull and re-execute blocks; ``fetch_blocks(height)`` returns the blocks from there."""
@@ -163,6 +181,8 @@ class Node:
     def _record(self, applied: AppliedBlock, started: float) -> None:
         self.store.commit_block(applied)
         self.mempool.remove_included([r.tx_hash for r in applied.receipts])
+        if self.forwarded:
+            self.forwarded.difference_update(r.tx_hash for r in applied.receipts)
         metrics = self.metrics
         metrics.blocks_applied += 1
         metrics.transactions_applied += len(applied.receipts)

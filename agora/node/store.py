@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from agora.errors import AgoraError
 from agora.protocol.blocks import (
     TRANSACTIONS_FIELD,
     Block,
@@ -56,8 +57,10 @@ CREATE TABLE IF NOT EXISTS pending (
 """
 
 
-class StoreError(Exception):
+class StoreError(AgoraError):
     """The database does not hold what the node expects (another chain, a corrupt file)."""
+
+    code = 3030
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ class LocalSequencer(Sequencer):
         self.max_batch = max_batch
         self.clock = clock
         self._queue: list[bytes] = []
+        self._taken: list[bytes] = []
         self._arrived = asyncio.Event()
         self._height = 0
         self._next_seal = 0.0
@@ -56,11 +57,21 @@ class LocalSequencer(Sequencer):
             # Catch up without bursting if the node fell behind (a long block, a pause).
             self._next_seal = max(self._next_seal, self.clock()) + self.block_time_ms / 1000
         taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        self._taken = taken
         batch = OrderedBatch(
             height=self._height, timestamp=int(self.clock()), transactions=tuple(taken)
         )
         self._height += 1
         return batch
+
+    def confirm(self, height: int, transactions: tuple[bytes, ...]) -> None:
+        """A block holds at most ``max_block_transactions`` (a chain parameter, which may be
+        below ``max_batch``): what it left out goes back to the front of the queue, in order."""
+        left_out = self._taken[len(transactions) :]
+        self._taken = []
+        if left_out:
+            self._queue[:0] = left_out
+            self._arrived.set()
 
     async def close(self) -> None:
         self._arrived.set()
