@@ -15,7 +15,8 @@ from protocol_helpers import make_scenario, rebuild_from_rows
 from agora.protocol.blocks import compute_block_hash
 from agora.protocol.invariants import check_invariants
 from agora.protocol.state import create_empty_state
-from agora.protocol.transition import apply_block
+from agora.protocol.transactions import compute_transaction_hash
+from agora.protocol.transition import apply_block, build_block
 
 SEED = 20_251_121
 BLOCKS = 6
@@ -114,3 +115,26 @@ def test_recomputed_root_does_not_depend_on_row_order() -> None:
     assert shuffled.state_root == state.state_root
     check_invariants(shuffled)
     assert create_empty_state(state.chain_id).state_root != state.state_root
+
+
+def test_a_sequencer_skipping_signatures_it_verified_seals_the_same_blocks() -> None:
+    """build_block's verified_signatures only saves work: the blocks are bit-identical."""
+    state, blocks = make_scenario(SEED, BLOCKS, TRANSACTIONS_PER_BLOCK)
+    replica = rebuild_from_rows(state)
+    replica.head.height, replica.head.block_hash = state.head.height, state.head.block_hash
+    replica.head.timestamp = state.head.timestamp
+    for block in blocks:
+        verified = {compute_transaction_hash(raw) for raw in block.transactions}
+        resealed = build_block(replica, block.header.timestamp, list(block.transactions), verified)
+        assert resealed.block == block
+        apply_block(state, block)
+        assert replica.state_root == state.state_root
+
+
+def test_a_forged_signature_fails_when_the_caller_has_not_verified_it() -> None:
+    """Only hashes the caller verified skip the check: other bytes still fail with 1101."""
+    state, blocks = make_scenario(SEED, 1, 1)
+    raw = bytearray(blocks[0].transactions[0])
+    raw[-1] ^= 1
+    receipts = build_block(state, blocks[0].header.timestamp, [bytes(raw)]).receipts
+    assert receipts[0].code == 1101

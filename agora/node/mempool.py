@@ -22,6 +22,9 @@ class Mempool:
         self._senders: dict[bytes, Address] = {}
         self._next_nonce: dict[Address, int] = {}
         self._pending_count: dict[Address, int] = {}
+        # Hashes whose signatures admission verified, so block building need not again.
+        # Transactions restored from the store after a restart are verified in the block.
+        self.verified: set[bytes] = set()
 
     def __len__(self) -> int:
         return len(self._senders)
@@ -45,6 +48,7 @@ class Mempool:
         if len(self._senders) >= self.max_size:
             raise PoolFull(f"{len(self._senders)} transactions are waiting; retry shortly")
         self._record(tx_hash, tx.sender, tx.nonce)
+        self.verified.add(tx_hash)
         return tx_hash, tx
 
     def restore(self, raw: bytes, tx: Transaction) -> None:
@@ -57,6 +61,7 @@ class Mempool:
     def remove_included(self, tx_hashes: list[bytes]) -> None:
         """Forget transactions a block included, whatever their outcome."""
         for tx_hash in tx_hashes:
+            self.verified.discard(tx_hash)
             sender = self._senders.pop(tx_hash, None)
             if sender is None:
                 continue
@@ -77,6 +82,7 @@ class Mempool:
         One that a block already included (while a sequencer was submitting) is left alone.
         """
         for tx, tx_hash in reversed(list(zip(admitted, tx_hashes, strict=True))):
+            self.verified.discard(tx_hash)
             if self._senders.pop(tx_hash, None) is None:
                 continue
             remaining = self._pending_count[tx.sender] - 1

@@ -150,7 +150,9 @@ class Node:
                     f"sequencer gave height {batch.height}, expected {self.state.head.height + 1}"
                 )
             started = time.perf_counter()
-            applied = build_block(self.state, batch.timestamp, list(batch.transactions))
+            applied = build_block(
+                self.state, batch.timestamp, list(batch.transactions), self.mempool.verified
+            )
             self._record(applied, started)
             sequencer.confirm(batch.height, applied.block.transactions)
             # A sequencer with batches ready returns them without yielding: let the API

@@ -8,6 +8,7 @@ seals a block, and fills in the roots instead of checking them.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 from agora.protocol import domains
@@ -71,13 +72,22 @@ def apply_block(state: State, block: Block) -> AppliedBlock:
     return AppliedBlock(block=block, receipts=receipts, changes=changes)
 
 
-def build_block(state: State, timestamp: int, transactions: list[bytes]) -> AppliedBlock:
-    """Seal the next block from ordered transaction bytes (the sequencer's side)."""
+def build_block(
+    state: State,
+    timestamp: int,
+    transactions: list[bytes],
+    verified_signatures: Container[bytes] = frozenset(),
+) -> AppliedBlock:
+    """Seal the next block from ordered transaction bytes (the sequencer's side).
+
+    ``verified_signatures`` holds hashes of transactions whose signatures the caller has
+    already verified, so that a sequencer does not verify its own admissions twice.
+    """
     timestamp = max(timestamp, state.head.timestamp)
     height = state.head.height + 1
     selected = tuple(transactions[: state.params.max_block_transactions])
     try:
-        receipts = _execute(state, height, timestamp, selected)
+        receipts = _execute(state, height, timestamp, selected, verified_signatures)
         lattice, changes = state.compute_commit()
     except BaseException:
         state.rollback_block()
@@ -106,7 +116,11 @@ def validate_header(state: State, header: BlockHeader) -> None:
 
 
 def _execute(
-    state: State, height: int, timestamp: int, transactions: tuple[bytes, ...] | list[bytes]
+    state: State,
+    height: int,
+    timestamp: int,
+    transactions: tuple[bytes, ...],
+    verified_signatures: Container[bytes] = frozenset(),
 ) -> list[Receipt]:
     if len(transactions) > state.params.max_block_transactions:
         raise InvalidBlock(
@@ -114,7 +128,9 @@ def _execute(
             f"the limit is {state.params.max_block_transactions}"
         )
     context = BlockContext(height=height, timestamp=timestamp, parent_hash=state.head.block_hash)
-    receipts = [process_transaction(state, raw, context) for raw in transactions]
+    receipts = [
+        process_transaction(state, raw, context, verified_signatures) for raw in transactions
+    ]
     for domain in domains.DOMAINS:
         end_block = getattr(domain, "process_end_block", None)
         if end_block is not None:
@@ -122,11 +138,21 @@ def _execute(
     return receipts
 
 
-def process_transaction(state: State, raw: bytes, context: BlockContext) -> Receipt:
+def process_transaction(
+    state: State,
+    raw: bytes,
+    context: BlockContext,
+    verified_signatures: Container[bytes] = frozenset(),
+) -> Receipt:
     """Apply one transaction. Only a signed, correctly-nonced, fee-paying one changes state."""
     tx_hash = compute_transaction_hash(raw)
     try:
-        tx = validate_basic(raw, state.chain_id, state.params)
+        tx = validate_basic(
+            raw,
+            state.chain_id,
+            state.params,
+            signature_verified=tx_hash in verified_signatures,
+        )
         process_fee_and_nonce(state, tx)
     except ProtocolError as error:
         return Receipt(
