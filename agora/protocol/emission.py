@@ -19,7 +19,8 @@ from dataclasses import replace
 
 from agora.protocol.accounts import increase_balance
 from agora.protocol.consensus.weights import compute_commit_block_for_mask
-from agora.protocol.consensus.yuma import EpochInputs, EpochResult, YumaParams, compute_epoch
+from agora.protocol.consensus.yuma import EpochInputs, EpochResult, YumaParams
+from agora.protocol.consensus.yuma_fast import compute_epoch_fast
 from agora.protocol.staking import distribute_dividends, get_total_stake
 from agora.protocol.state import State
 from agora.protocol.subnets import (
@@ -95,7 +96,7 @@ def process_epoch(state: State, netuid: int, context: BlockContext) -> None:
     to_neurons = emission - owner_cut
     paid = 0
     if subnet.n > 0:
-        result = compute_epoch(compute_epoch_inputs(state, subnet, to_neurons, context.height))
+        result = compute_epoch_fast(compute_epoch_inputs(state, subnet, to_neurons, context.height))
         paid = process_epoch_result(state, subnet, result)
         if owner_cut:
             increase_balance(state, subnet.owner, owner_cut)
