@@ -37,6 +37,7 @@ from agora.protocol.subnets import get_subnet, get_subnets, get_uid, iterate_sub
 from agora.protocol.transactions import encode_transaction, transaction_from_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NODE = web.AppKey("node", Node)
 MAX_BLOCKS_PER_PAGE = 100
 # The open block streams' tasks, ended when the node stops.
 STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
@@ -56,7 +57,7 @@ def create_app(node: Node) -> web.Application:
     app = web.Application(
         middlewares=[_errors_middleware(node)], client_max_size=node.config.max_body_bytes
     )
-    app["node"] = node
+    app[NODE] = node
     app[STREAMS] = set()
     app.on_shutdown.append(_end_streams)
     routes = [
@@ -110,7 +111,7 @@ def _errors_middleware(node: Node) -> Any:
 
 
 async def _read_json(request: web.Request) -> Any:
-    limit = request.app["node"].config.max_body_bytes
+    limit = request.app[NODE].config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"request body exceeds {limit} bytes")
     data = await request.read()
@@ -161,12 +162,12 @@ async def submit_transactions(request: web.Request) -> web.Response:
     else:
         raise MalformedRequest('expected {"transaction": ...} or {"transactions": [...]}')
     raws = [_parse_raw_or_json(item, f"transactions[{i}]") for i, item in enumerate(items)]
-    hashes = await request.app["node"].submit(raws)
+    hashes = await request.app[NODE].submit(raws)
     return json_response({"hashes": [to_hex(h) for h in hashes]}, status=202)
 
 
 async def get_transaction(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     tx_hash = from_hex(request.match_info["hash"], "hash")
     stored = node.store.get_receipt(tx_hash)
     if stored is not None:
@@ -184,7 +185,7 @@ async def get_transaction(request: web.Request) -> web.Response:
 
 
 async def get_account_route(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     address = decode_address(request.match_info["address"])
     account = get_account(node.state, address)
     return json_response(
@@ -206,7 +207,7 @@ def _parse_height(text: str, path: str) -> int:
 
 
 async def get_block(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     ident = request.match_info["id"]
     if ident.startswith("0x"):
         height = node.store.get_height_of(from_hex(ident, "id"))
@@ -222,7 +223,7 @@ async def get_block(request: web.Request) -> web.Response:
 
 async def list_blocks(request: web.Request) -> web.Response:
     """``?from=H&limit=N``: consecutive blocks with raw transactions (followers catch up)."""
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     start = _parse_height(request.query.get("from", "0"), "from")
     limit = min(_parse_height(request.query.get("limit", "20"), "limit"), MAX_BLOCKS_PER_PAGE)
     blocks = []
@@ -235,13 +236,13 @@ async def list_blocks(request: web.Request) -> web.Response:
 
 
 async def get_head(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     header = node.store.get_head_header()
     return json_response(header_to_json(header))
 
 
 async def get_chain(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     params = node.state.params
     return json_response(
         {
@@ -254,12 +255,12 @@ async def get_chain(request: web.Request) -> web.Response:
 
 
 async def get_genesis(request: web.Request) -> web.Response:
-    return json_response(request.app["node"].store.get_genesis())
+    return json_response(request.app[NODE].store.get_genesis())
 
 
 async def stream_blocks(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``block`` event per applied block, header and receipts."""
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -303,24 +304,24 @@ def _parse_netuid(request: web.Request) -> int:
 
 
 async def list_subnets(request: web.Request) -> web.Response:
-    state = request.app["node"].state
+    state = request.app[NODE].state
     return json_response({"subnets": [subnet_to_json(s) for s in get_subnets(state)]})
 
 
 async def get_subnet_route(request: web.Request) -> web.Response:
-    state = request.app["node"].state
+    state = request.app[NODE].state
     return json_response(subnet_to_json(get_subnet(state, _parse_netuid(request))))
 
 
 async def get_metagraph(request: web.Request) -> web.Response:
     """``?matrices=1`` adds each uid's weights and bonds."""
-    state = request.app["node"].state
+    state = request.app[NODE].state
     include = request.query.get("matrices", "0") in ("1", "true")
     return json_response(metagraph_to_json(state, _parse_netuid(request), include))
 
 
 async def get_hotkey_route(request: web.Request) -> web.Response:
-    state = request.app["node"].state
+    state = request.app[NODE].state
     hotkey = decode_address(request.match_info["address"])
     info = get_hotkey(state, hotkey)
     return json_response(
@@ -349,7 +350,7 @@ async def faucet(request: web.Request) -> web.Response:
     amount = body.get("amount")
     if amount is not None:
         amount = U64.from_json(amount, "amount")
-    tx_hash = await request.app["node"].grant_from_faucet(decode_address(body["address"]), amount)
+    tx_hash = await request.app[NODE].grant_from_faucet(decode_address(body["address"]), amount)
     return json_response({"hash": to_hex(tx_hash)}, status=202)
 
 
@@ -358,7 +359,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     ok = node.halted is None
     body = {"status": "ok" if ok else "halted", "height": node.state.head.height}
     if not ok:
@@ -367,7 +368,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     m = node.metrics
     lines = [
         "# HELP agora_head_height Height of the last applied block.",
