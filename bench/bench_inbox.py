@@ -34,7 +34,7 @@ from nacl.signing import SigningKey
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.transactions import Transaction, encode_transaction, sign_transaction
-from agora.sequencer.base import OrderedBatch, PendingPool
+from agora.sequencer.base import MemoryPendingPool, OrderedBatch
 from agora.sequencer.ethereum.derive import (
     BATCH_EVENT_TOPIC,
     MAX_PAYLOAD_BYTES,
@@ -50,22 +50,6 @@ from anvil import Anvil, start_anvil  # noqa: E402
 
 CHAIN_ID = "agora-bench"
 SENDERS = 50
-
-
-class MemoryPendingPool(PendingPool):
-    def __init__(self) -> None:
-        self.items: dict[bytes, None] = {}
-
-    def add_pending(self, transactions: list[bytes]) -> None:
-        for raw in transactions:
-            self.items.setdefault(raw, None)
-
-    def list_pending(self) -> list[bytes]:
-        return list(self.items)
-
-    def remove_pending(self, transactions: list[bytes]) -> None:
-        for raw in transactions:
-            self.items.pop(raw, None)
 
 
 def make_transfers(count: int) -> list[bytes]:

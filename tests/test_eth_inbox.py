@@ -22,7 +22,7 @@ from nacl.signing import SigningKey
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.transactions import Transaction, encode_transaction, sign_transaction
-from agora.sequencer.base import OrderedBatch, PendingPool
+from agora.sequencer.base import MemoryPendingPool, OrderedBatch
 from agora.sequencer.ethereum.derive import BATCH_EVENT_TOPIC, MAX_PAYLOAD_BYTES, encode_payload
 from agora.sequencer.ethereum.inbox import (
     POST_SELECTOR,
@@ -58,24 +58,6 @@ needs_anvil = pytest.mark.skipif(
     find_anvil() is None and not IN_CI,
     reason="anvil is not installed: npm install --prefix . --no-save @foundry-rs/anvil-linux-amd64",
 )
-
-
-class MemoryPendingPool(PendingPool):
-    """The PendingPool contract kept in a dict: survives a sequencer, not a process."""
-
-    def __init__(self) -> None:
-        self.items: dict[bytes, None] = {}
-
-    def add_pending(self, transactions: list[bytes]) -> None:
-        for raw in transactions:
-            self.items.setdefault(raw, None)
-
-    def list_pending(self) -> list[bytes]:
-        return list(self.items)
-
-    def remove_pending(self, transactions: list[bytes]) -> None:
-        for raw in transactions:
-            self.items.pop(raw, None)
 
 
 def make_transfers(count: int, seed: int = 1) -> list[bytes]:

@@ -33,7 +33,7 @@ from agora.protocol.blocks import (
     decode_header,
     encode_header,
 )
-from agora.protocol.codec import Reader
+from agora.protocol.codec import decode_field, encode_field
 from agora.protocol.genesis import create_genesis_header, create_genesis_state
 from agora.protocol.state import State, create_empty_state
 from agora.protocol.transactions import compute_transaction_hash
@@ -71,16 +71,11 @@ class StoredReceipt:
 
 
 def encode_transactions(transactions: tuple[bytes, ...]) -> bytes:
-    out = bytearray()
-    TRANSACTIONS_FIELD.write(out, transactions)
-    return bytes(out)
+    return encode_field(TRANSACTIONS_FIELD, transactions)
 
 
 def decode_transactions(data: bytes) -> tuple[bytes, ...]:
-    reader = Reader(data)
-    transactions = TRANSACTIONS_FIELD.read(reader)
-    reader.validate_finished()
-    return transactions
+    return decode_field(TRANSACTIONS_FIELD, data)
 
 
 class Store:

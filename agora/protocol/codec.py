@@ -317,15 +317,25 @@ class Record(Generic[T]):
         )
 
     def encode(self, value: T) -> bytes:
-        out = bytearray()
-        self.write(out, value)
-        return bytes(out)
+        return encode_field(self, value)
 
     def decode(self, data: bytes) -> T:
-        reader = Reader(data)
-        value = self.read(reader)
-        reader.validate_finished()
-        return value
+        return decode_field(self, data)
+
+
+def encode_field(field_type: FieldType[T], value: T) -> bytes:
+    """The canonical bytes of one value of any field type."""
+    out = bytearray()
+    field_type.write(out, value)
+    return bytes(out)
+
+
+def decode_field(field_type: FieldType[T], data: bytes) -> T:
+    """Decode exactly one value; trailing bytes are malformed."""
+    reader = Reader(data)
+    value = field_type.read(reader)
+    reader.validate_finished()
+    return value
 
 
 U8 = UInt(8)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from agora.protocol.address import Address
-from agora.protocol.codec import HASH, U16, U64, ListOf, Record
+from agora.protocol.codec import HASH, U16, U64, ListOf, Record, decode_field, encode_field
 from agora.protocol.consensus.weights import (
     MAX_UNREVEALED_COMMITS,
     WeightCommit,
@@ -48,21 +48,6 @@ COMMIT_RECORD: Record[WeightCommit] = Record(
 COMMITS_FIELD = ListOf(COMMIT_RECORD, MAX_UNREVEALED_COMMITS + 1)
 
 
-def _encode_commits(commits: tuple[WeightCommit, ...]) -> bytes:
-    out = bytearray()
-    COMMITS_FIELD.write(out, commits)
-    return bytes(out)
-
-
-def _decode_commits(raw: bytes) -> tuple[WeightCommit, ...]:
-    from agora.protocol.codec import Reader
-
-    reader = Reader(raw)
-    commits = COMMITS_FIELD.read(reader)
-    reader.validate_finished()
-    return commits
-
-
 def register_tables(state: State) -> None:
     state.add_table(
         COMMITS_TAG,
@@ -71,7 +56,10 @@ def register_tables(state: State) -> None:
             lambda key: key[0].to_bytes(2, "big") + key[1],
             lambda raw: (int.from_bytes(raw[:2], "big"), Address(bytes(raw[2:]))),
         ),
-        (_encode_commits, _decode_commits),
+        (
+            lambda commits: encode_field(COMMITS_FIELD, commits),
+            lambda raw: decode_field(COMMITS_FIELD, raw),
+        ),
     )
 
 

@@ -64,3 +64,24 @@ class PendingPool(ABC):
     @abstractmethod
     def remove_pending(self, transactions: list[bytes]) -> None:
         """Forget transactions that a durably applied block included."""
+
+
+class MemoryPendingPool(PendingPool):
+    """The PendingPool contract kept in a dict: it survives a sequencer, not a process.
+
+    For tests and benches of a sequencer alone; a node uses its SQLite store.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[bytes, None] = {}
+
+    def add_pending(self, transactions: list[bytes]) -> None:
+        for raw in transactions:
+            self.items.setdefault(raw, None)
+
+    def list_pending(self) -> list[bytes]:
+        return list(self.items)
+
+    def remove_pending(self, transactions: list[bytes]) -> None:
+        for raw in transactions:
+            self.items.pop(raw, None)
