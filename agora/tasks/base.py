@@ -1,0 +1,64 @@
+"""What every task module provides, and the integer score scale they share.
+
+A task module (``embedding``, ``classification``, ``generation``) defines one kind of AI work:
+
+- ``make_challenge(seed, miner_hotkey, config) -> Challenge``: what a validator asks one miner,
+  derived only from a seed (which the validator keeps secret until it asks) and the miner's
+  hotkey, so that two miners never get the same items and cannot copy each other;
+- ``handle(backend, request) -> response``: the miner's side, behind a backend (a model loaded
+  in-process, or an existing inference engine reached over its HTTP API);
+- ``compute_reference(reference_backend, challenge, response, sample_seed) -> reference``: the
+  validator recomputes a sample of the items; ``sample_seed`` is drawn after the answer arrives,
+  so the miner cannot know which items are checked;
+- ``compute_score(challenge, response, reference, latency_ms) -> int``: pure and integer-only,
+  in ``0..SCORE_ONE``; correct and fast work scores high, random, wrong-model, copied, empty or
+  malformed answers score near zero, a late answer scores lower than the same answer on time.
+
+Requests and responses are JSON objects; the neuron protocol signs and carries them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agora.errors import AgoraError
+
+SCORE_ONE = 1_000_000  # a perfect score
+
+# Latency: full credit up to ``fast_ms``, then linear down to half credit at ``timeout_ms``.
+# Past the timeout there is no answer at all, which scores 0.
+LATENCY_FLOOR = SCORE_ONE // 2
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One validator's question to one miner."""
+
+    task: str
+    request: dict[str, Any]  # exactly what the miner receives
+    secret: dict[str, Any] = field(default_factory=dict)  # only the validator sees it
+    fast_ms: int = 1_000
+    timeout_ms: int = 10_000
+
+
+def compute_latency_factor(latency_ms: int, fast_ms: int, timeout_ms: int) -> int:
+    """``SCORE_ONE`` when fast, ``LATENCY_FLOOR`` at the timeout, linear in between."""
+    if latency_ms <= fast_ms:
+        return SCORE_ONE
+    if latency_ms >= timeout_ms:
+        return LATENCY_FLOOR
+    span = timeout_ms - fast_ms
+    return SCORE_ONE - (SCORE_ONE - LATENCY_FLOOR) * (latency_ms - fast_ms) // span
+
+
+def apply_latency(quality: int, latency_ms: int, challenge: Challenge) -> int:
+    """A quality in ``0..SCORE_ONE`` scaled by the latency factor."""
+    factor = compute_latency_factor(latency_ms, challenge.fast_ms, challenge.timeout_ms)
+    return quality * factor // SCORE_ONE
+
+
+class TaskError(AgoraError):
+    """A request a task cannot serve: malformed, over its limits, or a backend failure."""
+
+    code = 3450
