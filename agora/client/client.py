@@ -128,3 +128,20 @@ class NodeClient:
             body["amount"] = amount
         answer = await self.request("POST", "/v1/faucet", body)
         return from_hex(answer["hash"], "hash")
+
+    async def get_channel(self, channel_id: bytes | str) -> dict[str, Any]:
+        """A payment channel by id (bytes, or 0x-hex); NodeApiError 3004 if there is none."""
+        ident = to_hex(channel_id) if isinstance(channel_id, bytes) else channel_id
+        answer: dict[str, Any] = await self.request("GET", f"/v1/channels/{ident}")
+        return answer
+
+    async def list_channels(
+        self, *, payer: str | None = None, payee: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Channels of a payer and/or a payee (``agr1...``), closed ones included."""
+        query = "&".join(
+            f"{name}={value}" for name, value in (("payer", payer), ("payee", payee)) if value
+        )
+        answer = await self.request("GET", f"/v1/channels?{query}")
+        channels: list[dict[str, Any]] = answer["channels"]
+        return channels

@@ -21,6 +21,8 @@ from agora.node.node import Node
 from agora.node.openapi import OPENAPI
 from agora.node.wire import (
     block_to_json,
+    channel_id_from_text,
+    channel_to_json,
     from_hex,
     header_to_json,
     metagraph_to_json,
@@ -30,6 +32,7 @@ from agora.node.wire import (
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
+from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
 from agora.protocol.codec import U16, U64
 from agora.protocol.errors import ProtocolError
 from agora.protocol.staking import get_hotkey, get_stakers
@@ -75,6 +78,8 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/subnets/{netuid}", get_subnet_route),
         web.get("/v1/subnets/{netuid}/metagraph", get_metagraph),
         web.get("/v1/hotkeys/{address}", get_hotkey_route),
+        web.get("/v1/channels", list_channels),
+        web.get("/v1/channels/{id}", get_channel_route),
         web.get("/v1/openapi.json", openapi),
         web.get("/health", health),
         web.get("/metrics", metrics),
@@ -341,6 +346,30 @@ async def get_hotkey_route(request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    """``?payer=agr1...`` and/or ``?payee=agr1...``: their channels, closed ones included."""
+    state = request.app[NODE].state
+    payer, payee = request.query.get("payer"), request.query.get("payee")
+    if payer is None and payee is None:
+        raise MalformedRequest("give ?payer=agr1... or ?payee=agr1... (or both)")
+    channels = get_channels(
+        state,
+        payer=None if payer is None else decode_address(payer),
+        payee=None if payee is None else decode_address(payee),
+    )
+    return json_response({"channels": [channel_to_json(i, c) for i, c in channels]})
+
+
+async def get_channel_route(request: web.Request) -> web.Response:
+    state = request.app[NODE].state
+    channel_id = channel_id_from_text(request.match_info["id"])
+    try:
+        channel = get_channel(state, channel_id)
+    except ChannelNotFound as error:
+        raise NotFound(error.message) from None
+    return json_response(channel_to_json(channel_id, channel))
 
 
 async def faucet(request: web.Request) -> web.Response:

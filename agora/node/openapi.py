@@ -181,6 +181,51 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _ok("The hotkey"), "400": _ERROR},
             }
         },
+        "/v1/channels": {
+            "get": {
+                "summary": "Payment channels of a payer and/or a payee, closed ones included",
+                "parameters": [
+                    {
+                        "name": "payer",
+                        "in": "query",
+                        "description": "agr1... address of the payer",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "payee",
+                        "in": "query",
+                        "description": "agr1... hotkey of the payee",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _ok(
+                        "The channels, in id order",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "channels": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Channel"},
+                                }
+                            },
+                        },
+                    ),
+                    "400": _ERROR,
+                },
+            }
+        },
+        "/v1/channels/{id}": {
+            "get": {
+                "summary": "One payment channel: deposit, claimed so far, expiry, closed",
+                "parameters": [_path_param("id", "0x-hex channel id (32 bytes)")],
+                "responses": {
+                    "200": _ok("The channel", {"$ref": "#/components/schemas/Channel"}),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
         "/v1/openapi.json": {
             "get": {"summary": "This description", "responses": {"200": _ok("OpenAPI 3.1")}}
         },
@@ -208,6 +253,32 @@ OPENAPI: dict[str, Any] = {
                             "message": {"type": "string"},
                         },
                     }
+                },
+            },
+            "Channel": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "payer",
+                    "payee",
+                    "netuid",
+                    "deposit",
+                    "claimed",
+                    "expiry",
+                    "closed",
+                ],
+                "properties": {
+                    "id": {"type": "string", "description": "0x-hex, 32 bytes"},
+                    "payer": {"type": "string", "description": "agr1... account"},
+                    "payee": {"type": "string", "description": "agr1... hotkey"},
+                    "netuid": {"type": "integer"},
+                    "deposit": {"type": "integer", "description": "base units, all top-ups"},
+                    "claimed": {"type": "integer", "description": "base units claimed so far"},
+                    "expiry": {
+                        "type": "integer",
+                        "description": "block height from which the payer may close",
+                    },
+                    "closed": {"type": "boolean"},
                 },
             },
             "Tx": {

@@ -132,3 +132,25 @@ def metagraph_to_json(state: Any, netuid: int, include_matrices: bool) -> dict[s
         "subnet": subnet_to_json(subnet),
         "neurons": neurons,
     }
+
+
+def channel_to_json(channel_id: bytes, channel: Any) -> dict[str, Any]:
+    """A payment channel as the API shows it; ``expiry`` is a block height."""
+    return {
+        "id": to_hex(channel_id),
+        "payer": encode_address(channel.payer),
+        "payee": encode_address(channel.payee),
+        "netuid": channel.netuid,
+        "deposit": channel.deposit,
+        "claimed": channel.claimed,
+        "expiry": channel.expiry,
+        "closed": channel.closed,
+    }
+
+
+def channel_id_from_text(value: str, path: str = "id") -> bytes:
+    """A channel id from a URL or an argument: 32 bytes of hex, with or without ``0x``."""
+    raw = from_hex(value, path)
+    if len(raw) != 32:
+        raise MalformedRequest(f"{path}: a channel id is 32 bytes of hex, got {len(raw)}")
+    return raw

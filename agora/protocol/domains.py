@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from agora.protocol import accounts, emission, staking, subnets, weights
+from agora.protocol import accounts, channels, emission, staking, subnets, weights
 
 # Order matters only for end-of-block steps: emission's runs after every transaction.
-DOMAINS: tuple[ModuleType, ...] = (accounts, subnets, staking, weights, emission)
+DOMAINS: tuple[ModuleType, ...] = (accounts, subnets, staking, weights, channels, emission)

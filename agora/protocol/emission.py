@@ -7,7 +7,9 @@ At the end of every block:
    ``emission_share`` and accumulates in each subnet's ``pending_emission``;
 3. every subnet whose epoch falls on this block runs Yuma over its neurons and pays what it
    accumulated: the owner cut to the owner, incentive to each miner's coldkey, dividends to
-   each validator's owner (its take) and stakers (pro rata).
+   each validator's owner (its take) and stakers (pro rata); the validators' share of the
+   payment-channel fees claimed since the last epoch is paid with the dividends, in
+   proportion to them (``process_channel_fees``).
 
 Every base unit is accounted for: what integer division leaves over (the shares among
 subnets, Yuma's rounding, an epoch with nobody to pay) goes to the treasury.
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from agora.protocol.accounts import increase_balance
+from agora.protocol.channels import get_fee_pool, set_fee_pool
 from agora.protocol.consensus.weights import compute_commit_block_for_mask
 from agora.protocol.consensus.yuma import EpochInputs, EpochResult, YumaParams
 from agora.protocol.consensus.yuma_fast import compute_epoch_fast
@@ -95,6 +98,7 @@ def process_epoch(state: State, netuid: int, context: BlockContext) -> None:
     owner_cut = emission * state.params.owner_cut_u16 // 65_535
     to_neurons = emission - owner_cut
     paid = 0
+    result = None
     if subnet.n > 0:
         result = compute_epoch_fast(compute_epoch_inputs(state, subnet, to_neurons, context.height))
         paid = process_epoch_result(state, subnet, result)
@@ -104,6 +108,7 @@ def process_epoch(state: State, netuid: int, context: BlockContext) -> None:
         owner_cut = 0
     # Yuma's rounding, or a subnet with no neurons: what is not paid goes to the treasury.
     state.set_ledger("treasury", state.get_ledger("treasury") + emission - owner_cut - paid)
+    process_channel_fees(state, netuid, result)
     subnet = get_subnet(state, netuid)
     set_subnet(
         state,
@@ -185,3 +190,22 @@ def process_epoch_result(state: State, subnet: Subnet, result: EpochResult) -> i
         distribute_dividends(state, neuron.hotkey, result.validator_emission[uid])
         paid += result.miner_emission[uid] + result.validator_emission[uid]
     return paid
+
+
+def process_channel_fees(state: State, netuid: int, result: EpochResult | None) -> None:
+    """Pay the validators' share of the subnet's channel fees, in proportion to the epoch's
+    dividends, as dividends (the validator's take, then its stakers)."""
+    pool = get_fee_pool(state, netuid)
+    if pool == 0:
+        return
+    set_fee_pool(state, netuid, 0)
+    paid = 0
+    total_dividends = 0 if result is None else sum(result.dividends_u16)
+    if result is not None and total_dividends > 0:
+        for neuron, dividends in zip(get_neurons(state, netuid), result.dividends_u16, strict=True):
+            share = pool * dividends // total_dividends
+            if share:
+                distribute_dividends(state, neuron.hotkey, share)
+                paid += share
+    # The floors, or an epoch where no validator earned dividends: the rest to the treasury.
+    state.set_ledger("treasury", state.get_ledger("treasury") + pool - paid)

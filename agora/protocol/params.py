@@ -13,6 +13,8 @@ from agora.protocol.codec import U64, FieldType, Record
 from agora.protocol.errors import InvalidGenesis
 
 BASE_UNITS_PER_AGR = 1_000_000_000
+# The whole of a ``*_u16`` proportion.
+U16_ONE = 65_535
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +36,11 @@ class Params:
     # A validator's take (commission on its delegators' dividends): default and bounds.
     default_take_u16: int = 11_796
     max_take_u16: int = 11_796
+    # Payment channels: the protocol's share of every claim, a u16 proportion (5%), and the
+    # part of that share paid to the subnet's validators at its next epoch (about half); the
+    # rest of the share goes to the treasury.
+    channel_fee_u16: int = 3_277
+    channel_fee_validators_u16: int = 32_767
 
 
 PARAMS_RECORD: Record[Params] = Record(
@@ -58,4 +65,6 @@ def params_from_json(value: Any) -> Params:
             checked[name] = _U64_FIELD.from_json(raw, f"params.{name}")
         except Exception as error:
             raise InvalidGenesis(str(error)) from None
+        if name.endswith("_u16") and checked[name] > U16_ONE:
+            raise InvalidGenesis(f"params.{name}: a u16 proportion is at most {U16_ONE}")
     return Params(**checked)
