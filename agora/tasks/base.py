@@ -19,6 +19,8 @@ Requests and responses are JSON objects; the neuron protocol signs and carries t
 
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +60,53 @@ def apply_latency(quality: int, latency_ms: int, challenge: Challenge) -> int:
     return quality * factor // SCORE_ONE
 
 
+def derive_rng(domain: bytes, *parts: bytes) -> random.Random:
+    """A generator fixed by its inputs: the same domain and parts give the same draws anywhere.
+
+    Each part is length-prefixed before hashing, so ``(b"ab", b"c")`` and ``(b"a", b"bc")``
+    differ. ``random.Random`` seeded with an int draws the same sequence on every platform
+    (and has across recent Python versions); golden-vector tests in the task tests pin it.
+    """
+    digest = hashlib.sha256()
+    for part in (domain, *parts):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return random.Random(int.from_bytes(digest.digest(), "big"))
+
+
+def compute_sample_indices(sample_seed: bytes, count: int, sample_size: int) -> list[int]:
+    """Which of ``count`` items a validator recomputes: ``sample_size`` distinct, sorted."""
+    rng = derive_rng(b"agora/tasks/sample", sample_seed)
+    return sorted(rng.sample(range(count), min(sample_size, count)))
+
+
 class TaskError(AgoraError):
     """A request a task cannot serve: malformed, over its limits, or a backend failure."""
 
     code = 3450
+
+
+class InvalidRequestError(TaskError):
+    """The request is not the JSON object the task's route expects (a field missing, of the
+    wrong type, or out of range)."""
+
+    code = 3451
+
+
+class RequestTooLargeError(TaskError):
+    """The request asks for more items, or longer items, than the task serves at once."""
+
+    code = 3452
+
+
+class ModelNotServedError(TaskError):
+    """The request names a model other than the one this miner's backend runs."""
+
+    code = 3453
+
+
+class BackendError(TaskError):
+    """The backend failed or returned something of the wrong shape; the miner should check
+    its model or inference engine."""
+
+    code = 3454
