@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/agora node run --dev --data-dir .agora/devnode
+	$(BIN)/agora devnet --data-dir .agora/devnet
 
 # anvil, a local EVM node, ships as a native binary inside an npm package.
 $(ANVIL):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agora.cli import chain, channels, incentive, node, wallet
+from agora.cli import chain, channels, incentive, node, participants, wallet
 
 app = typer.Typer(
     help="Agora: an open network for AI work.", no_args_is_help=True, add_completion=False
@@ -15,6 +15,7 @@ app.add_typer(node.inbox_app, name="inbox")
 chain.register(app)
 incentive.register(app)
 channels.register(app)
+participants.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,522 @@
+"""``agora devnet``: a whole network on one machine, from a fresh chain, in one command.
+
+It starts a node (local sequencer, or an Inbox on a local anvil with ``--sequencer
+ethereum``), creates a subnet per built-in task with short epochs, funds a wallet per
+participant, and starts every miner and validator as its own ``agora miner run`` /
+``agora validator run`` process: the same commands an operator runs by hand. A cheating miner
+per subnet (random answers by default) shows validators at work. Everything writes under one
+data directory (logs included); models are cached there between runs.
+
+Every child is stopped on Ctrl-C or SIGTERM, and dies with the devnet if it is killed
+(Linux's parent-death signal), so none is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agora.client.client import NodeClient
+from agora.client.participant import submit_and_wait
+from agora.client.transactions import make_transaction
+from agora.errors import AgoraError
+from agora.node.devchain import DEV_ACCOUNT_BALANCE, compute_dev_seed
+from agora.protocol.accounts import Transfer
+from agora.protocol.address import Address
+from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, SetHyperparameter
+from agora.wallet.keys import Keypair
+from agora.wallet.keystore import KDF_PRESETS, Keystore
+
+TASKS = ("embedding", "classification", "generation")
+WALLET_PASSWORD = "agora-devnet"  # throwaway wallets, readable by every devnet process
+PARTICIPANT_FUNDS = 10_000 * BASE_UNITS_PER_AGR
+VALIDATOR_STAKE = 5_000 * BASE_UNITS_PER_AGR
+START_TIMEOUT_S = 600.0
+STOP_TIMEOUT_S = 15.0
+_NODE_URL = re.compile(r"API\s+(http://[0-9.]+:[0-9]+)/v1")
+_GATEWAY_URL = re.compile(r"OpenAI API at\s+(http://[0-9.]+:[0-9]+/v1)")
+MINER_PRICE = "0.001/request"  # what honest miners charge paying callers (the gateway)
+DEVELOPER = "developer"  # the wallet the devnet's gateway pays from
+
+
+class DevnetError(AgoraError):
+    """The devnet could not start: a process exited or did not come up in time."""
+
+    code = 3550
+
+
+@dataclass(slots=True, kw_only=True)
+class DevnetConfig:
+    data_dir: Path
+    miners: int = 3
+    generation_miners: int = 2  # each holds a 135M-parameter model in memory
+    validators: int = 2
+    cheaters: tuple[str, ...] = ("random",)
+    block_time_ms: int = 1000
+    tempo: int = 20
+    host: str = "127.0.0.1"
+    node_port: int = 0
+    gateway_port: int = 0
+    gateway: bool = True
+    tasks: tuple[str, ...] = TASKS
+    sequencer: str = "local"
+    say: Callable[[str], None] = field(default=print)
+
+
+@dataclass(slots=True)
+class Child:
+    name: str
+    role: str  # node, anvil, miner, validator
+    process: subprocess.Popen[bytes]
+    log: Path
+    netuid: int = 0
+    behaviour: str = ""
+    hotkey: str = ""
+
+
+class Processes:
+    """The devnet's children, each with its own log file; stopped by pid, all of them."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Child] = []
+
+    def start(self, name: str, role: str, argv: list[str], env: dict[str, str]) -> Child:
+        log = self.log_dir / f"{name}.log"
+        with log.open("wb") as handle:
+            process = subprocess.Popen(
+                argv,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
+        child = Child(name, role, process, log)
+        self.children.append(child)
+        return child
+
+    def find_dead(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in self.children:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                child.process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the devnet process dies, however it dies (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass(slots=True)
+class Devnet:
+    config: DevnetConfig
+    processes: Processes
+    node_url: str = ""
+    gateway_url: str = ""
+    subnets: dict[str, int] = field(default_factory=dict)  # task -> netuid
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """A fresh chain each time; the model cache survives."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("node", "wallets", "validators", "logs", "anvil"):
+        shutil.rmtree(data_dir / name, ignore_errors=True)
+    (data_dir / "logs").mkdir()
+
+
+def _agora(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agora", *args]
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "AGORA_WALLET_PASSWORD": WALLET_PASSWORD,
+            "PYTHONUNBUFFERED": "1",
+            # Many model processes share few cores: one thread each avoids oversubscription.
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+async def start_node(devnet: Devnet) -> None:
+    config = devnet.config
+    argv = _agora(
+        "node",
+        "run",
+        "--dev",
+        "--dev-accounts",
+        "4",
+        "--data-dir",
+        str(devnet.data_dir / "node"),
+        "--host",
+        config.host,
+        "--port",
+        str(config.node_port),
+        "--block-time-ms",
+        str(config.block_time_ms),
+    )
+    env = _child_env()
+    if config.sequencer == "ethereum":
+        argv += await _start_ethereum(devnet, env)
+    child = devnet.processes.start("node", "node", argv, env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise DevnetError(f"the node exited:\n{tail(child.log)}")
+        match = _NODE_URL.search(child.log.read_text(errors="replace"))
+        if match:
+            devnet.node_url = match.group(1)
+            return
+        await asyncio.sleep(0.1)
+    raise DevnetError(f"the node did not start within 60 s:\n{tail(child.log)}")
+
+
+async def _start_ethereum(devnet: Devnet, env: dict[str, str]) -> list[str]:
+    """anvil with interval mining, an Inbox deployed on it: the node's sequencer arguments."""
+    from agora.sequencer.ethereum.anvil import find_anvil, launch_anvil
+    from agora.sequencer.ethereum.inbox import deploy_inbox
+
+    binary = find_anvil()
+    if binary is None:
+        raise DevnetError("anvil is not installed: npm install @foundry-rs/anvil-linux-amd64")
+    block_time = max(0.1, devnet.config.block_time_ms / 1000)
+    directory = devnet.data_dir / "anvil"
+    directory.mkdir(parents=True, exist_ok=True)
+    process, anvil = launch_anvil(
+        [binary, "--block-time", str(block_time)], directory, preexec_fn=_die_with_parent
+    )
+    devnet.processes.children.append(Child("anvil", "anvil", process, directory / "anvil.log"))
+    deployment = await deploy_inbox(anvil.url, anvil.private_keys[0])
+    env["AGORA_EVM_KEY"] = anvil.private_keys[1]
+    devnet.extra.update(rpc=anvil.url, inbox=deployment.address)
+    return [
+        "--sequencer",
+        "ethereum",
+        "--rpc",
+        anvil.url,
+        "--inbox",
+        deployment.address,
+        "--genesis-block",
+        str(deployment.block_number),
+        "--confirmations",
+        "0",
+    ]
+
+
+async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
+    """dev0 owns one subnet per task, with epochs every ``tempo`` blocks."""
+    owner = Keypair(compute_dev_seed("dev0"))
+    config = devnet.config
+    settings = {
+        "tempo": config.tempo,
+        "weights_rate_limit": max(1, config.tempo // 4),
+        "reveal_period_epochs": 1,
+    }
+    for task in config.tasks:
+        body = CreateSubnet(task_kind=task, task_config="{}", owner_hotkey=NO_HOTKEY)
+        status = await submit_and_wait(client, owner, body, f"creating the {task} subnet")
+        del status
+        subnets = await client.request("GET", "/v1/subnets")
+        netuid = max(s["netuid"] for s in subnets["subnets"] if s["task_kind"] == task)
+        devnet.subnets[task] = netuid
+        for name, value in settings.items():
+            setting = SetHyperparameter(netuid=netuid, name=name, value=value)
+            await submit_and_wait(client, owner, setting, f"setting {name}")
+
+
+async def fund_wallets(devnet: Devnet, client: NodeClient, names: list[str]) -> None:
+    """A wallet (coldkey + hotkey ``default``) per participant, funded from dev1 in one batch."""
+    keystore = Keystore(devnet.data_dir / "wallets")
+    kdf = KDF_PRESETS["minimum"]
+    funder = Keypair(compute_dev_seed("dev1"))
+    chain = await client.get_chain()
+    nonce = (await client.get_account(funder.address))["next_nonce"]
+    if PARTICIPANT_FUNDS * len(names) > DEV_ACCOUNT_BALANCE:
+        raise DevnetError("too many participants for the dev account's funds")
+    raws = []
+    for name in names:
+        coldkey = keystore.create_wallet(name, WALLET_PASSWORD, kdf=kdf)
+        keystore.create_hotkey(name, "default")
+        raws.append(
+            make_transaction(
+                chain_id=chain["chain_id"],
+                public_key=funder.public_key,
+                sign=funder.sign,
+                nonce=nonce,
+                fee=chain["params"]["min_fee"],
+                body=Transfer(recipient=Address(coldkey.public_key), amount=PARTICIPANT_FUNDS),
+            )
+        )
+        nonce += 1
+    hashes = await client.submit(raws)
+    await client.wait_for_transaction(hashes[-1], timeout_seconds=120)
+
+
+def plan_participants(config: DevnetConfig) -> list[tuple[str, str, str, str]]:
+    """(name, role, task, behaviour) for every miner and validator."""
+    plan = []
+    for task in config.tasks:
+        honest = config.generation_miners if task == "generation" else config.miners
+        for i in range(honest):
+            plan.append((f"{task}-miner-{i}", "miner", task, "honest"))
+        for behaviour in config.cheaters:
+            plan.append((f"{task}-{behaviour}", "miner", task, behaviour))
+        for i in range(config.validators):
+            plan.append((f"{task}-validator-{i}", "validator", task, "honest"))
+    return plan
+
+
+def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) -> None:
+    wallets = str(devnet.data_dir / "wallets")
+    cache = str(devnet.data_dir / "cache")
+    for name, role, task, behaviour in plan:
+        netuid = str(devnet.subnets[task])
+        common = ["--node", devnet.node_url, "--netuid", netuid, "--wallet", name]
+        common += ["--hotkey", "default", "--wallet-dir", wallets, "--cache-dir", cache, "--yes"]
+        if role == "miner":
+            argv = _agora("miner", "run", *common, "--behaviour", behaviour)
+            if behaviour == "honest":
+                argv += ["--price", MINER_PRICE]
+        else:
+            argv = _agora(
+                "validator",
+                "run",
+                *common,
+                "--stake",
+                str(VALIDATOR_STAKE // BASE_UNITS_PER_AGR),
+                "--data-dir",
+                str(devnet.data_dir / "validators"),
+                "--round-interval",
+                "3",
+            )
+        child = devnet.processes.start(name, role, argv, _child_env())
+        child.netuid, child.behaviour = int(netuid), behaviour
+        keystore = Keystore(devnet.data_dir / "wallets")
+        child.hotkey = keystore.get_hotkey(name, "default").address
+
+
+async def wait_until_serving(devnet: Devnet, client: NodeClient) -> None:
+    """Until every miner's endpoint and every validator's stake is on chain, showing progress."""
+    participants = [c for c in devnet.processes.children if c.role in ("miner", "validator")]
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = ""
+    while True:
+        dead = devnet.processes.find_dead()
+        if dead is not None:
+            raise DevnetError(f"{dead.name} exited:\n{tail(dead.log)}")
+        ready = await _ready_hotkeys(devnet, client)
+        done = [c for c in participants if c.hotkey in ready]
+        line = f"  {len(done)}/{len(participants)} participants ready"
+        waiting = [c.name for c in participants if c.hotkey not in ready]
+        if waiting:
+            line += f" (loading: {', '.join(waiting[:4])}{' ...' if len(waiting) > 4 else ''})"
+        if line != last:
+            devnet.config.say(line)
+            last = line
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise DevnetError(f"not ready after {START_TIMEOUT_S:.0f} s: {', '.join(waiting)}")
+        await asyncio.sleep(1.0)
+
+
+async def _ready_hotkeys(devnet: Devnet, client: NodeClient) -> set[str]:
+    """Miners that published an endpoint; validators that hold their stake."""
+    ready = set()
+    for netuid in devnet.subnets.values():
+        graph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+        for neuron in graph["neurons"]:
+            if neuron["endpoint"] or neuron["stake"] >= VALIDATOR_STAKE:
+                ready.add(neuron["hotkey"])
+    return ready
+
+
+async def start_gateway(devnet: Devnet) -> None:
+    """The developer's OpenAI-compatible gateway, paying miners from the developer wallet."""
+    argv = _agora(
+        "gateway",
+        "--wallet",
+        DEVELOPER,
+        "--wallet-dir",
+        str(devnet.data_dir / "wallets"),
+        "--node",
+        devnet.node_url,
+        "--port",
+        str(devnet.config.gateway_port),
+        "--data-dir",
+        str(devnet.data_dir / "gateway"),
+    )
+    child = devnet.processes.start("gateway", "gateway", argv, _child_env())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise DevnetError(f"the gateway exited:\n{tail(child.log)}")
+        match = _GATEWAY_URL.search(child.log.read_text(errors="replace"))
+        if match:
+            devnet.gateway_url = match.group(1)
+            return
+        await asyncio.sleep(0.1)
+    raise DevnetError(f"the gateway did not start within 60 s:\n{tail(child.log)}")
+
+
+def describe(devnet: Devnet) -> str:
+    url = devnet.node_url
+    lines = [
+        "",
+        "Agora devnet is running.",
+        f"  node API   {url}/v1   (OpenAPI: {url}/v1/openapi.json, metrics: {url}/metrics)",
+    ]
+    if devnet.gateway_url:
+        lines.append(
+            f"  gateway    {devnet.gateway_url}   (OpenAI-compatible, pays miners per request)"
+        )
+    if devnet.extra:
+        lines.append(f"  ethereum   {devnet.extra['rpc']}  Inbox {devnet.extra['inbox']}")
+    for task, netuid in devnet.subnets.items():
+        members = [c for c in devnet.processes.children if c.netuid == netuid]
+        miners = [c for c in members if c.role == "miner"]
+        validators = [c for c in members if c.role == "validator"]
+        cheaters = [c.behaviour for c in miners if c.behaviour != "honest"]
+        lines.append(
+            f"  subnet {netuid}   {task}: {len(miners)} miners"
+            + (f" (cheating: {', '.join(cheaters)})" if cheaters else "")
+            + f", {len(validators)} validators"
+        )
+    lines += [
+        f"  logs       {devnet.data_dir / 'logs'}",
+        f"  wallets    {devnet.data_dir / 'wallets'}  (password: {WALLET_PASSWORD})",
+        "",
+        "Try:",
+        f"  agora subnet list --node {url}",
+        f"  agora subnet show {next(iter(devnet.subnets.values()), 1)} --node {url}",
+        f"  tail -f {devnet.data_dir / 'logs'}/*validator-0.log",
+    ]
+    if devnet.gateway_url:
+        lines += [
+            f"  curl {devnet.gateway_url}/models",
+            f"  curl {devnet.gateway_url}/embeddings -H 'Content-Type: application/json' "
+            """-d '{"model": "all-MiniLM-L6-v2", "input": "hello"}'""",
+            f"  OPENAI_BASE_URL={devnet.gateway_url} OPENAI_API_KEY=unused python your_app.py",
+        ]
+    lines += [
+        "",
+        "Incentive per subnet is printed at every epoch. Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]) -> None:
+    """One line per subnet whenever its epoch advances: who earns, honest or not."""
+    names = {c.hotkey: c for c in devnet.processes.children}
+    for task, netuid in devnet.subnets.items():
+        graph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+        epoch = graph["subnet"]["epoch_index"]
+        if seen.get(netuid) == epoch:
+            continue
+        seen[netuid] = epoch
+        total = sum(n["incentive"] for n in graph["neurons"]) or 1
+        parts = []
+        for neuron in graph["neurons"]:
+            child = names.get(neuron["hotkey"])
+            if child is None or child.role != "miner":
+                continue
+            share = 100 * neuron["incentive"] / total
+            label = child.name.split("-", 1)[1]
+            parts.append(f"{label} {share:.0f}%")
+        devnet.config.say(
+            f"block {graph['block']:>5}  {task:<14} epoch {epoch}: {', '.join(parts)}"
+        )
+
+
+async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
+    """Start everything, report until ``stop`` is set, then stop every process."""
+    prepare_data_dir(config.data_dir)
+    devnet = Devnet(config, Processes(config.data_dir / "logs"))
+    say = config.say
+    try:
+        say(f"Starting a fresh Agora devnet in {config.data_dir}")
+        await start_node(devnet)
+        say(f"  node       {devnet.node_url}")
+        async with NodeClient(devnet.node_url) as client:
+            await create_subnets(devnet, client)
+            say("  subnets    " + ", ".join(f"{t} = {n}" for t, n in devnet.subnets.items()))
+            plan = plan_participants(config)
+            names = [name for name, *_ in plan] + ([DEVELOPER] if config.gateway else [])
+            await fund_wallets(devnet, client, names)
+            start_participants(devnet, plan)
+            say(f"Loading models in {len(plan)} processes (the first run caches them) ...")
+            await _until_stopped(stop, wait_until_serving(devnet, client))
+            if stop.is_set():
+                return
+            if config.gateway:
+                await start_gateway(devnet)
+            say(describe(devnet))
+            seen: dict[int, int] = {}
+            while not stop.is_set():
+                dead = devnet.processes.find_dead()
+                if dead is not None:
+                    say(f"warning: {dead.name} exited ({dead.process.returncode}); log: {dead.log}")
+                    devnet.processes.children.remove(dead)
+                with contextlib.suppress(AgoraError):
+                    await report_epochs(devnet, client, seen)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        say("Stopping every devnet process ...")
+        await asyncio.to_thread(devnet.processes.stop_all)
+        say("Stopped.")
+
+
+async def _until_stopped(stop: asyncio.Event, work: Any) -> None:
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task not in done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return
+    task.result()

@@ -1,0 +1,1 @@
+"""The miner process: serve one subnet task over the neuron protocol."""

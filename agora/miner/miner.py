@@ -1,0 +1,227 @@
+"""The miner process: join a subnet, load the task's backend, serve it over the neuron protocol.
+
+Who is served: callers with stake on the subnet (validators) for free, and anyone else who
+attaches a payment-channel voucher covering the miner's price (the gateway, other agents).
+An unstaked caller without a voucher is refused, so nobody uses an honest miner as a free
+oracle: a miner that relays its own challenges to a peer has nothing to answer with.
+
+``behaviour`` other than ``honest`` exists to show the network at work (``agora devnet``) and
+to test that validators catch cheats: ``random`` answers noise of the right shape; ``copycat``
+never runs a model: it relays to a peer and, refused, replays the last answer it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agora.client.client import NodeClient
+from agora.client.participant import (
+    ensure_fee_balance,
+    ensure_registered,
+    get_subnet_info,
+    publish_endpoint,
+)
+from agora.errors import AgoraError
+from agora.miner.payments import PaymentGate, Price
+from agora.neuron.client import NeuronClient
+from agora.neuron.metagraph import MetagraphView
+from agora.neuron.server import Caller, NeuronServer
+from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.tasks.registry import get_task, load_backend
+from agora.wallet.keys import Keypair
+
+log = logging.getLogger("agora.miner")
+
+BEHAVIOURS = ("honest", "random", "copycat")
+HOTKEY_FEE_FLOAT = BASE_UNITS_PER_AGR  # what the hotkey keeps for its own fees
+DEFAULT_CALLER_RATE = 20.0  # requests/s for a caller with no stake
+PAYING_CALLER_RATE = 200.0
+
+
+class CallerNotStaked(AgoraError):
+    """Only callers with stake on the subnet (validators) are served."""
+
+    code = 3503
+    http_status = 403
+
+
+@dataclass(slots=True, kw_only=True)
+class MinerConfig:
+    node_url: str
+    netuid: int
+    hotkey: Keypair
+    load_coldkey: Callable[[], Keypair]
+    confirm: Callable[[int], Awaitable[bool] | bool]
+    backend: str = "local"  # or "openai:<base url>#<model>"
+    behaviour: str = "honest"
+    host: str = "127.0.0.1"
+    port: int = 0
+    advertise_url: str | None = None  # what goes on chain, if not the listening address
+    cache_dir: Path | None = None
+    min_caller_stake: int = 1
+    price: str | None = None  # e.g. "0.001/request"; None: serve staked callers only
+    metagraph_interval_s: float = 2.0
+    on_status: Callable[[str], None] = field(default=lambda message: None)
+
+
+async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is None)."""
+    if config.behaviour not in BEHAVIOURS:
+        raise AgoraError(f"behaviour must be one of {', '.join(BEHAVIOURS)}")
+    stop = stop or _stop_on_signals()
+    async with NodeClient(config.node_url) as client:
+        subnet = await get_subnet_info(client, config.netuid)
+        task = get_task(subnet.task_kind)
+        uid = await ensure_registered(
+            client, config.netuid, config.hotkey, config.load_coldkey, config.confirm
+        )
+        await ensure_fee_balance(client, config.hotkey, config.load_coldkey, HOTKEY_FEE_FLOAT)
+        config.on_status(f"registered on subnet {config.netuid} ({subnet.task_kind}) as uid {uid}")
+        backend = None
+        if config.behaviour == "honest":
+            config.on_status(f"loading the {subnet.task_kind} backend ({config.backend})")
+            backend = await load_backend(subnet.task_kind, config.backend, config.cache_dir)
+        metagraph = MetagraphView(config.node_url, config.netuid)
+        await metagraph.refresh()
+        # Paying callers (a gateway) have no stake: a miner that sells gives them more room.
+        rate = PAYING_CALLER_RATE if config.price is not None else DEFAULT_CALLER_RATE
+        server = NeuronServer(config.hotkey, metagraph, rate_per_s=rate)
+        peers = NeuronClient(config.hotkey, timeout_s=10.0)
+        gate = None
+        if config.price is not None:
+            chain = await client.get_chain()
+            gate = PaymentGate(
+                client=client,
+                hotkey=config.hotkey,
+                netuid=config.netuid,
+                task_kind=subnet.task_kind,
+                price=Price.parse(config.price),
+                chain_id=chain["chain_id"],
+            )
+        handler = _make_handler(config, task, backend, metagraph, peers, gate)
+        server.add_route(task.ROUTE, handler, public=True)
+        server.add_get("/info", _make_info(config, subnet.task_kind, backend, gate))
+        url = await server.start(config.host, config.port)
+        try:
+            endpoint = config.advertise_url or url
+            if gate is not None:
+                endpoint = gate.price.attach(endpoint)
+            await publish_endpoint(client, config.netuid, config.hotkey, endpoint)
+            config.on_status(f"serving {subnet.task_kind} at {url} as uid {uid}")
+            background = [asyncio.create_task(metagraph.run(config.metagraph_interval_s))]
+            if gate is not None:
+                background.append(asyncio.create_task(gate.run(stop)))
+            try:
+                await stop.wait()
+            finally:
+                for job in background:
+                    job.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                if gate is not None:
+                    await gate.claim_all()  # what was earned is claimed before leaving
+        finally:
+            await server.stop()
+            await peers.close()
+            close = getattr(backend, "close", None)
+            if close is not None:
+                await close()
+    config.on_status("stopped")
+
+
+def _make_handler(
+    config: MinerConfig,
+    task: Any,
+    backend: Any,
+    metagraph: MetagraphView,
+    peers: NeuronClient,
+    gate: PaymentGate | None,
+) -> Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]:
+    rng = random.Random()
+    seen: list[dict[str, Any]] = []
+
+    async def handle(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+        payment = body.pop("payment", None)
+        if payment is None and caller.stake >= config.min_caller_stake:
+            return await serve(body)
+        if gate is None:
+            raise CallerNotStaked(f"this miner serves callers with stake on subnet {config.netuid}")
+        # Paid only for an answer: a voucher is kept (and claimable) once the work succeeded.
+        reservation = await gate.reserve(caller.hotkey, payment, body)
+        try:
+            answer = await serve(body)
+        except BaseException:
+            gate.release(reservation)
+            raise
+        gate.settle(reservation)
+        return answer
+
+    async def serve(body: dict[str, Any]) -> dict[str, Any]:
+        if config.behaviour == "random":
+            answer: dict[str, Any] = task.make_random_response(body, rng)
+            return answer
+        if config.behaviour == "copycat":
+            return await _copy(task, body, metagraph, peers, config, seen, rng)
+        answer = await task.handle(backend, body)
+        return answer
+
+    return handle
+
+
+async def _copy(
+    task: Any,
+    body: dict[str, Any],
+    metagraph: MetagraphView,
+    peers: NeuronClient,
+    config: MinerConfig,
+    seen: list[dict[str, Any]],
+    rng: random.Random,
+) -> dict[str, Any]:
+    """Relay to a peer; refused (peers serve only staked callers), replay an old answer."""
+    others = [
+        n
+        for n in metagraph.neurons
+        if n.endpoint and n.hotkey != config.hotkey.public_key and n.stake == 0
+    ]
+    if others:
+        peer = rng.choice(others)
+        try:
+            response = await peers.call(peer.endpoint, peer.hotkey, task.ROUTE, body)
+            seen[:] = [response.body]
+            return response.body
+        except AgoraError as error:
+            log.info("copycat: peer %s refused: %s", peer.uid, error.message)
+    if seen:
+        return seen[-1]
+    answer: dict[str, Any] = task.make_random_response(body, rng)
+    seen.append(answer)
+    return answer
+
+
+def _make_info(
+    config: MinerConfig, task_kind: str, backend: Any, gate: PaymentGate | None
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def info() -> dict[str, Any]:
+        return {
+            "hotkey": config.hotkey.address,
+            "netuid": config.netuid,
+            "task": task_kind,
+            "model": getattr(backend, "model", None),
+            "price": None if gate is None else gate.price.to_json(),
+        }
+
+    return info
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop

@@ -1,0 +1,1 @@
+"""The validator process: challenge miners, score them, set weights."""

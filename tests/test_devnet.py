@@ -1,0 +1,264 @@
+"""End to end: ``agora devnet`` with real models, honest and cheating miners, two validators.
+
+One devnet runs for the whole module (starting it loads every model in a dozen processes):
+- after several epochs, honest miners hold at least 95% of each subnet's incentive, and the
+  validators earn dividends;
+- a miner killed with SIGKILL mid-epoch and started again rejoins under the same uid and is
+  scored again;
+- a validator killed and restarted goes on committing and revealing, never twice in an epoch;
+- when the devnet stops, every process it started is gone, and the node's store passes the
+  supply invariant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from node_helpers import http
+
+from agora.protocol.address import encode_address
+from agora.protocol.invariants import check_invariants
+from agora.protocol.subnets import is_epoch_block
+from agora.protocol.transactions import decode_transaction
+from agora.protocol.weights import CommitWeights
+from agora.wallet.keystore import Keystore
+
+pytestmark = pytest.mark.slow
+
+READY_TIMEOUT_S = 900.0
+EPOCH_TIMEOUT_S = 240.0
+TEMPO = 10
+TASKS = ("embedding", "classification", "generation")
+
+
+@dataclass
+class RunningDevnet:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    output: Path
+    url: str
+    gateway_url: str
+
+    def get(self, path: str) -> Any:
+        response = http("GET", self.url + path)
+        assert response.status == 200, response.body
+        return response.json()
+
+    def hotkey(self, name: str) -> str:
+        return Keystore(self.data_dir / "wallets").get_hotkey(name, "default").address
+
+    def metagraph(self, task: str) -> dict[str, Any]:
+        return self.get(f"/v1/subnets/{self.netuid(task)}/metagraph")
+
+    def netuid(self, task: str) -> int:
+        subnets = self.get("/v1/subnets")["subnets"]
+        return next(s["netuid"] for s in subnets if s["task_kind"] == task)
+
+    def wait_epochs(self, count: int) -> None:
+        """Until every subnet has run ``count`` more epochs."""
+        start = {task: self.metagraph(task)["subnet"]["epoch_index"] for task in TASKS}
+        deadline = time.monotonic() + EPOCH_TIMEOUT_S * count
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output.read_text()[-3000:]
+            now = {task: self.metagraph(task)["subnet"]["epoch_index"] for task in TASKS}
+            if all(now[t] >= start[t] + count for t in TASKS):
+                return
+            time.sleep(1.0)
+        raise AssertionError(f"epochs did not advance: {start}")
+
+
+def processes_under(data_dir: Path) -> list[int]:
+    """Pids of processes whose command line names the devnet's data directory."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(data_dir) in cmdline and int(entry.name) != os.getpid():
+            pids.append(int(entry.name))
+    return pids
+
+
+def find_process(data_dir: Path, wallet: str) -> tuple[int, list[str]]:
+    for pid in processes_under(data_dir):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        except OSError:
+            continue
+        if "--wallet" in argv and argv[argv.index("--wallet") + 1] == wallet:
+            return pid, argv
+    raise AssertionError(f"no process for {wallet}")
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    data_dir = tmp_path_factory.mktemp("devnet")
+    output = data_dir.parent / f"{data_dir.name}-output.log"
+    command = [sys.executable, "-m", "agora", "devnet", "--data-dir", str(data_dir)]
+    command += ["--port", "0", "--gateway-port", "0", "--block-time-ms", "500"]
+    command += ["--tempo", str(TEMPO)]
+    command += ["--miners", "2", "--generation-miners", "1", "--validators", "2"]
+    command += ["--cheaters", "random,copycat"]
+    with output.open("wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        url = None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = output.read_text(errors="replace")
+            assert process.poll() is None, text[-4000:]
+            match = re.search(r"node\s+(http://127\.0\.0\.1:\d+)", text)
+            if match:
+                url = match.group(1)
+            if "Agora devnet is running." in text:
+                break
+            time.sleep(1.0)
+        else:
+            raise AssertionError(f"devnet not ready:\n{output.read_text()[-4000:]}")
+        assert url is not None
+        gateway = re.search(r"gateway\s+(http://127\.0\.0\.1:\d+/v1)", text)
+        assert gateway is not None, text[-3000:]
+        yield RunningDevnet(process, data_dir, output, url, gateway.group(1))
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for pid in processes_under(data_dir):
+            os.kill(pid, signal.SIGKILL)
+
+
+def incentive_shares(devnet: RunningDevnet, task: str) -> tuple[int, int, dict[str, int]]:
+    graph = devnet.metagraph(task)
+    by_hotkey = {n["hotkey"]: n for n in graph["neurons"]}
+    honest = [devnet.hotkey(f"{task}-miner-{i}") for i in range(1 if task == "generation" else 2)]
+    total = sum(n["incentive"] for n in graph["neurons"])
+    honest_total = sum(by_hotkey[h]["incentive"] for h in honest)
+    dividends = {
+        f"validator-{i}": by_hotkey[devnet.hotkey(f"{task}-validator-{i}")]["dividends"]
+        for i in range(2)
+    }
+    return honest_total, total, dividends
+
+
+def test_honest_miners_earn_and_cheaters_do_not(devnet: RunningDevnet) -> None:
+    devnet.wait_epochs(4)
+    for task in TASKS:
+        honest, total, dividends = incentive_shares(devnet, task)
+        assert total > 0, task
+        assert honest * 100 >= total * 95, (task, honest, total)
+        assert all(value > 0 for value in dividends.values()), (task, dividends)
+
+
+def test_the_devnets_gateway_sells_the_miners_work(devnet: RunningDevnet) -> None:
+    """A developer's program with the official client, pointed at the devnet's gateway."""
+    import openai
+
+    client = openai.OpenAI(base_url=devnet.gateway_url, api_key="unused", max_retries=0)
+    models = {m.id for m in client.models.list().data}
+    assert "all-MiniLM-L6-v2" in models, models
+    answer = client.embeddings.create(model="all-MiniLM-L6-v2", input=["hello", "world"])
+    assert [len(item.embedding) for item in answer.data] == [384, 384]
+    receipts = http("GET", devnet.gateway_url.removesuffix("/v1") + "/v1/agora/receipts")
+    assert receipts.status == 200 and receipts.json()["data"]
+
+
+def test_killed_miner_rejoins(devnet: RunningDevnet) -> None:
+    name = "embedding-miner-0"
+    hotkey = devnet.hotkey(name)
+    before = {n["hotkey"]: n for n in devnet.metagraph("embedding")["neurons"]}[hotkey]
+    pid, argv = find_process(devnet.data_dir, name)
+    os.kill(pid, signal.SIGKILL)
+    env = dict(os.environ, AGORA_WALLET_PASSWORD="agora-devnet", OMP_NUM_THREADS="1")
+    log = devnet.data_dir / "logs" / f"{name}-restarted.log"
+    with log.open("wb") as handle:
+        restarted = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + EPOCH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            neurons = {n["hotkey"]: n for n in devnet.metagraph("embedding")["neurons"]}
+            if neurons[hotkey]["endpoint"] != before["endpoint"]:
+                break
+            assert restarted.poll() is None, log.read_text()[-3000:]
+            time.sleep(1.0)
+        else:
+            raise AssertionError("the restarted miner did not publish its new endpoint")
+        assert neurons[hotkey]["uid"] == before["uid"]
+        devnet.wait_epochs(3)
+        after = {n["hotkey"]: n for n in devnet.metagraph("embedding")["neurons"]}[hotkey]
+        assert after["incentive"] > 0
+        validator_log = (devnet.data_dir / "logs" / "embedding-validator-0.log").read_text()
+        served_again = re.findall(rf"uid\s+{before['uid']} .* scored", validator_log)
+        assert served_again
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=30) == 0
+
+
+def commits_per_epoch(devnet: RunningDevnet, task: str, hotkey: str) -> dict[int, int]:
+    """Successful commit_weights of ``hotkey`` grouped by the epoch they belong to."""
+    netuid = devnet.netuid(task)
+    head = devnet.get("/v1/head")["height"]
+    counts: dict[int, int] = {}
+    epoch = 0
+    for height in range(1, head + 1):
+        block = devnet.get(f"/v1/blocks/{height}")
+        if is_epoch_block(netuid, TEMPO, height):
+            epoch += 1  # a firing block's transactions already belong to the next epoch
+        for raw, receipt in zip(block["transactions"], block["receipts"], strict=True):
+            tx = decode_transaction(bytes.fromhex(raw.removeprefix("0x")))
+            if not receipt["success"] or not isinstance(tx.body, CommitWeights):
+                continue
+            if tx.body.netuid == netuid and encode_address(tx.sender) == hotkey:
+                counts[epoch] = counts.get(epoch, 0) + 1
+    return counts
+
+
+def test_restarted_validator_never_commits_twice_in_an_epoch(devnet: RunningDevnet) -> None:
+    name = "classification-validator-0"
+    hotkey = devnet.hotkey(name)
+    pid, argv = find_process(devnet.data_dir, name)
+    os.kill(pid, signal.SIGKILL)
+    env = dict(os.environ, AGORA_WALLET_PASSWORD="agora-devnet", OMP_NUM_THREADS="1")
+    log = devnet.data_dir / "logs" / f"{name}-restarted.log"
+    before = sum(commits_per_epoch(devnet, "classification", hotkey).values())
+    with log.open("wb") as handle:
+        restarted = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    try:
+        devnet.wait_epochs(3)
+        assert restarted.poll() is None, log.read_text()[-3000:]
+        counts = commits_per_epoch(devnet, "classification", hotkey)
+        assert sum(counts.values()) > before, "the restarted validator never committed"
+        assert max(counts.values()) == 1, counts
+        assert "revealed weights" in log.read_text()
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=30) == 0
+
+
+def test_stopping_leaves_no_process_and_a_consistent_store(devnet: RunningDevnet) -> None:
+    devnet.process.send_signal(signal.SIGINT)
+    assert devnet.process.wait(timeout=90) == 0, devnet.output.read_text()[-3000:]
+    assert processes_under(devnet.data_dir) == []
+    from agora.node.store import Store
+
+    store = Store(devnet.data_dir / "node" / "node.db")
+    try:
+        check_invariants(store.load_state())
+    finally:
+        store.close()
