@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agora.cli import chain, channels, incentive, node, participants, wallet
+from agora.cli import chain, channels, gateway, incentive, node, participants, wallet
 
 app = typer.Typer(
     help="Agora: an open network for AI work.", no_args_is_help=True, add_completion=False
@@ -16,6 +16,7 @@ chain.register(app)
 incentive.register(app)
 channels.register(app)
 participants.register(app)
+gateway.register(app)
 
 
 def main() -> None:

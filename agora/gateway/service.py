@@ -1,0 +1,526 @@
+"""``Gateway.serve``: one developer request, from model to paid, verified answer and receipt.
+
+The steps, the same for every task:
+1. find the model's market on the chain (``catalog``) and check the request with the task's
+   own validation, so a bad request costs nothing and never reaches a miner;
+2. refuse it if it could take the day's spending past the limit (``SpendMeter``);
+3. get the answer at the requested verification level (``verification``): each miner call
+   picks a miner (``routing``), pays it with a fresh voucher (``channels``) and fails over to
+   another miner when one fails or times out; a failed call is never paid for;
+4. write the receipt (every call: miner, role, cost, latency) with the channels' new
+   committed amounts, in one transaction (``store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agora.errors import AgoraError
+from agora.gateway.catalog import Catalog, Market, Offer
+from agora.gateway.channels import ChannelManager, Ticket
+from agora.gateway.config import LEVELS, GatewayConfig
+from agora.gateway.errors import (
+    BadRequest,
+    GatewayError,
+    MinersFailed,
+    NoMinerAvailable,
+    SpendLimitReached,
+    VerificationFailed,
+)
+from agora.gateway.routing import Router
+from agora.gateway.store import ChannelRecord, GatewayStore, Receipt
+from agora.gateway.verification import CHECKS, Sample, find_majority
+from agora.miner.payments import (
+    ChannelExpiring,
+    InsufficientPayment,
+    VoucherReplayed,
+    format_agr_amount,
+    make_payment,
+    parse_served,
+)
+from agora.neuron.client import NeuronClient
+from agora.neuron.errors import RemoteError
+from agora.tasks.base import TaskError
+
+log = logging.getLogger("agora.gateway")
+
+# Task error codes -> the OpenAI request field they are about.
+TASK_ERROR_PARAMS = {
+    3451: "input",
+    3452: "input",
+    3453: "model",
+    3461: "messages",
+    3462: "max_tokens",
+    3463: "temperature",
+    3464: "stop",
+    3465: "messages",
+}
+MODEL_NOT_SERVED = 3453  # a miner running another model: its fault, not the developer's
+RESYNC_CODES = (InsufficientPayment.code, VoucherReplayed.code)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A developer's request, in the task's own shape."""
+
+    request_id: str
+    model: str
+    request: dict[str, Any]
+    verification: str = "none"
+    prefer: tuple[int, ...] = ()  # uids to try first (``Agora-Miner``)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """One miner call behind a request; only ``ok`` calls were paid."""
+
+    uid: int
+    miner: str
+    role: str  # primary, spot, tiebreak, redundant
+    cost: int  # base units paid: 0 unless ok
+    latency_ms: int
+    status: str  # ok, failed
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "miner": self.miner,
+            "role": self.role,
+            "cost": self.cost,
+            "latency_ms": self.latency_ms,
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class Trace:
+    """What a request did so far: its calls, and the channels they changed."""
+
+    calls: list[Call] = field(default_factory=list)
+    channels: dict[bytes, ChannelRecord] = field(default_factory=dict)
+
+    @property
+    def cost(self) -> int:
+        return sum(call.cost for call in self.calls)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    request_id: str
+    model: str
+    task: str
+    verification: str
+    answer: dict[str, Any]
+    calls: tuple[Call, ...]
+    cost: int
+    latency_ms: int
+
+
+class CallFailed(GatewayError):
+    """One miner call failed; the gateway tries another miner (never reaches a developer)."""
+
+    code = 3610
+    http_status = 502
+
+
+class SpendMeter:
+    """The day's spending (UTC days) against the limit: ``spent`` from the receipts, plus the
+    calls under way (``reserved``)."""
+
+    def __init__(self, limit: int | None, store: GatewayStore, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.store = store
+        self.clock = clock
+        self.day = ""
+        self.spent = 0
+        self.reserved = 0
+
+    def get_day(self) -> str:
+        day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        if day != self.day:
+            self.day, self.spent = day, self.store.get_spent(day)
+        return day
+
+    def check(self, amount: int) -> None:
+        """Raise unless ``amount`` more fits in the day's limit."""
+        self.get_day()
+        if self.limit is not None and self.spent + self.reserved + amount > self.limit:
+            raise SpendLimitReached(
+                f"this request could cost up to {format_agr_amount(amount)} AGR; "
+                f"{format_agr_amount(self.spent + self.reserved)} of the daily limit of "
+                f"{format_agr_amount(self.limit)} AGR is spent or under way (UTC day {self.day})"
+            )
+
+    def reserve(self, amount: int) -> None:
+        self.check(amount)
+        self.reserved += amount
+
+    def release(self, amount: int, paid: bool) -> None:
+        self.reserved -= amount
+        if paid:
+            self.get_day()
+            self.spent += amount
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        catalog: Catalog,
+        router: Router,
+        channels: ChannelManager,
+        store: GatewayStore,
+        neurons: NeuronClient,
+        rng: random.Random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.router = router
+        self.channels = channels
+        self.store = store
+        self.neurons = neurons
+        self.rng = rng
+        self.clock = clock
+        self.meter = SpendMeter(config.daily_limit, store, clock)
+
+    # --- the entry point -----------------------------------------------------------------------
+
+    async def serve(self, job: Job) -> Outcome:
+        started = time.perf_counter()
+        market = self.catalog.find(job.model)
+        self.validate_job(market, job)
+        self.meter.check(self.estimate_cost(market, job))
+        trace = Trace()
+        try:
+            answer = await self._serve_level(market, job, trace)
+        except AgoraError as error:
+            self._record(job, market, trace, started, error)
+            raise
+        self._record(job, market, trace, started, None)
+        return Outcome(
+            request_id=job.request_id,
+            model=job.model,
+            task=market.task,
+            verification=job.verification,
+            answer=answer,
+            calls=tuple(trace.calls),
+            cost=trace.cost,
+            latency_ms=_elapsed_ms(started),
+        )
+
+    def validate_job(self, market: Market, job: Job) -> None:
+        if job.verification not in LEVELS:
+            raise BadRequest(
+                f"verification must be one of {', '.join(LEVELS)}", param="agora_verification"
+            )
+        try:
+            CHECKS[market.task].validate_request(job.request, job.verification)
+        except TaskError as error:
+            raise BadRequest(error.message, param=TASK_ERROR_PARAMS.get(error.code)) from None
+        if not market.offers:
+            raise NoMinerAvailable(
+                f"no miner of subnet {market.netuid} sells {market.model} right now"
+            )
+        if job.verification != "none" and len(market.offers) < 2:
+            raise NoMinerAvailable(
+                f"verification {job.verification!r} needs two miners and one sells "
+                f"{market.model} right now; ask for verification 'none'"
+            )
+
+    def estimate_cost(self, market: Market, job: Job) -> int:
+        """The most the request should cost: its dearest miner's price, times the calls its
+        level makes (a spot check's sample and tie-break cost no more than the request)."""
+        worst = max(offer.price.compute_cost(market.task, job.request) for offer in market.offers)
+        calls = {"none": 1, "spot": 3, "redundant": self.config.redundancy}[job.verification]
+        return worst * calls
+
+    async def _serve_level(self, market: Market, job: Job, trace: Trace) -> dict[str, Any]:
+        if job.verification == "spot":
+            return await self._serve_spot(market, job, trace)
+        if job.verification == "redundant":
+            return await self._serve_redundant(market, job, trace)
+        _, answer = await self._answer(market, job.request, "primary", set(), trace, job.prefer)
+        return answer
+
+    # --- verification levels -----------------------------------------------------------------
+
+    async def _serve_spot(self, market: Market, job: Job, trace: Trace) -> dict[str, Any]:
+        """The primary's answer, once a second miner's recomputed sample agrees with it."""
+        check = CHECKS[market.task]
+        losers: set[bytes] = set()
+        for _ in range(self.config.attempts):
+            primary, answer = await self._answer(
+                market, job.request, "primary", set(losers), trace, job.prefer
+            )
+            sample = check.sample(job.request, self.rng)
+            if await self._check_sample(market, primary, answer, sample, trace):
+                return answer
+            losers.add(primary.hotkey)
+            self.router.penalize(primary)
+        raise VerificationFailed(
+            f"the answers of {self.config.attempts} miners failed their spot checks"
+        )
+
+    async def _check_sample(
+        self, market: Market, primary: Offer, answer: dict[str, Any], sample: Sample, trace: Trace
+    ) -> bool:
+        """Whether the primary's answer agrees with a checker's sample; a third miner breaks
+        a disagreement (and the loser is rested)."""
+        check = CHECKS[market.task]
+        exclude = {primary.hotkey}
+        projected = sample.project(answer)
+        try:
+            checker, checked = await self._answer(market, sample.request, "spot", exclude, trace)
+        except NoMinerAvailable:
+            raise NoMinerAvailable(
+                "spot verification needs a second miner and only one sells this model right "
+                "now; ask for verification 'none'"
+            ) from None
+        if check.agrees_with_sample(projected, sample.read(checked)):
+            return True
+        try:
+            _, tie = await self._answer(market, sample.request, "tiebreak", exclude, trace)
+        except NoMinerAvailable:
+            raise VerificationFailed(
+                "two miners disagree on a spot check and no third miner can break the tie"
+            ) from None
+        if check.agrees_with_sample(projected, sample.read(tie)):
+            self.router.penalize(checker)
+            return True
+        return False
+
+    async def _serve_redundant(self, market: Market, job: Job, trace: Trace) -> dict[str, Any]:
+        """``redundancy`` miners answer; the majority's answer wins."""
+        check = CHECKS[market.task]
+        count = min(self.config.redundancy, len(market.offers))
+        if count < 2:
+            raise NoMinerAvailable("redundant verification needs at least two miners")
+        exclude: set[bytes] = set()
+        results = await asyncio.gather(
+            *(
+                self._answer(
+                    market, job.request, "redundant", exclude, trace, job.prefer if i == 0 else ()
+                )
+                for i in range(count)
+            ),
+            return_exceptions=True,
+        )
+        answered = [r for r in results if not isinstance(r, BaseException)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for error in errors:
+            if isinstance(error, BadRequest) or not isinstance(error, AgoraError):
+                raise error
+        if len(answered) < 2:
+            # A reason of the gateway's own (funds, the chain, the limit) before the miners'.
+            own = [e for e in errors if not isinstance(e, MinersFailed | NoMinerAvailable)]
+            if own:
+                raise own[0]
+            raise MinersFailed(f"{len(answered)} of {count} miners answered; two are needed")
+        majority = find_majority([answer for _, answer in answered], check.agrees)
+        if majority is None:
+            raise VerificationFailed(f"no majority among {len(answered)} miners' answers")
+        for index, (offer, _) in enumerate(answered):
+            if index not in majority:
+                self.router.penalize(offer)
+        return answered[majority[0]][1]
+
+    # --- one answer, one call ----------------------------------------------------------------
+
+    async def _answer(
+        self,
+        market: Market,
+        request: dict[str, Any],
+        role: str,
+        exclude: set[bytes],
+        trace: Trace,
+        prefer: tuple[int, ...] = (),
+    ) -> tuple[Offer, dict[str, Any]]:
+        """One miner's answer, failing over to another miner up to ``attempts`` times; every
+        miner tried is added to ``exclude``."""
+        failures: list[str] = []
+        for _ in range(self.config.attempts):
+            offer = self.router.choose(market.offers, exclude=exclude, prefer=prefer)
+            if offer is None:
+                break
+            exclude.add(offer.hotkey)
+            try:
+                return offer, await self._call(market, offer, request, role, trace)
+            except CallFailed as error:
+                failures.append(f"uid {offer.uid}: {error.message}")
+        if not failures:
+            raise NoMinerAvailable(f"no other miner of subnet {market.netuid} is available")
+        raise MinersFailed(f"{len(failures)} miner(s) failed: " + "; ".join(failures))
+
+    async def _call(
+        self, market: Market, offer: Offer, request: dict[str, Any], role: str, trace: Trace
+    ) -> dict[str, Any]:
+        """Pay ``offer`` for ``request`` and return its answer, or raise ``CallFailed``.
+        A refusal over the voucher itself (the miner served more than we counted, or the
+        channel nears expiry) is fixed and retried once on the same miner."""
+        cost = offer.price.compute_cost(market.task, request)
+        for attempt in range(2):
+            self.meter.reserve(cost)
+            try:
+                ticket = await self.channels.issue(offer.hotkey, market.netuid, cost)
+            except BaseException:
+                self.meter.release(cost, paid=False)
+                raise
+            try:
+                answer = await self._send(market, offer, request, ticket, trace, role)
+            except RemoteError as error:
+                if attempt == 0 and await self._fix_payment(ticket, error):
+                    continue
+                raise self._refused(offer, role, trace, error) from None
+            return answer
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        market: Market,
+        offer: Offer,
+        request: dict[str, Any],
+        ticket: Ticket,
+        trace: Trace,
+        role: str,
+    ) -> dict[str, Any]:
+        """One signed, paid call. Settles the ticket and the meter either way."""
+        body = {**request, "payment": make_payment(ticket.voucher)}
+        self.router.begin(offer)
+        started = time.perf_counter()
+        try:
+            response = await self.neurons.call(
+                offer.url,
+                offer.hotkey,
+                market.route,
+                body,
+                timeout_s=self._timeout(market, request),
+            )
+        except AgoraError as error:
+            self.channels.settle(ticket, succeeded=False)
+            self.meter.release(ticket.cost, paid=False)
+            refused = isinstance(error, RemoteError)
+            self.router.fail(offer, blame=not refused)  # a refusal is judged by the caller
+            if refused:
+                raise
+            trace.calls.append(_failed_call(offer, role, started, error))
+            raise CallFailed(f"error[{error.code}] {error.message}") from None
+        except BaseException:  # cancelled, or a bug: nothing was earned
+            self.channels.settle(ticket, succeeded=False)
+            self.meter.release(ticket.cost, paid=False)
+            self.router.fail(offer, blame=False)
+            raise
+        record = self.channels.settle(ticket, succeeded=True)
+        self.meter.release(ticket.cost, paid=True)
+        if record is not None:
+            trace.channels[record.channel_id] = record
+        self.router.succeed(offer, response.latency_ms)
+        trace.calls.append(
+            Call(
+                uid=offer.uid,
+                miner=offer.address,
+                role=role,
+                cost=ticket.cost,
+                latency_ms=response.latency_ms,
+                status="ok",
+            )
+        )
+        if not CHECKS[market.task].validate_answer(request, response.body):
+            self.router.penalize(offer)
+            raise CallFailed("the answer is malformed (it was paid: the miner is rested)")
+        return response.body
+
+    async def _fix_payment(self, ticket: Ticket, error: RemoteError) -> bool:
+        """Whether a refusal over the voucher was fixed, so the call may be sent again."""
+        if error.code in RESYNC_CODES:
+            served = parse_served(error.message)
+            if served is None:
+                return False
+            self.channels.adopt_served(ticket, served[0])  # else retired: a new channel
+            return True
+        if error.code == ChannelExpiring.code:
+            await self.channels.extend(ticket.channel_id)
+            return True
+        return False
+
+    def _refused(self, offer: Offer, role: str, trace: Trace, error: RemoteError) -> GatewayError:
+        """A miner's refusal: the developer's error when the task says the request is bad,
+        else this miner's failure (the caller fails over)."""
+        trace.calls.append(_failed_call(offer, role, None, error))
+        is_task_error = 3450 <= error.code < 3500 and error.code != MODEL_NOT_SERVED
+        if is_task_error and 400 <= error.status < 500:
+            return BadRequest(
+                f"the miner refused the request: {error.message}",
+                param=TASK_ERROR_PARAMS.get(error.code),
+            )
+        self.router.penalize(offer)
+        return CallFailed(f"error[{error.code}] {error.message}")
+
+    def _timeout(self, market: Market, request: dict[str, Any]) -> float:
+        if market.task == "generation":
+            config = self.config
+            tokens = int(request.get("max_tokens", 0))
+            return config.generation_timeout_base_s + config.generation_timeout_per_token_s * tokens
+        return self.config.embedding_timeout_s
+
+    # --- receipts and prices -------------------------------------------------------------------
+
+    def _record(
+        self, job: Job, market: Market, trace: Trace, started: float, error: AgoraError | None
+    ) -> None:
+        now = self.clock()
+        receipt = Receipt(
+            request_id=job.request_id,
+            created_at=now,
+            day=self.meter.get_day(),
+            model=job.model,
+            task=market.task,
+            verification=job.verification,
+            status="ok" if error is None else "failed",
+            cost=trace.cost,
+            latency_ms=_elapsed_ms(started),
+            calls=tuple(call.to_json() for call in trace.calls),
+            error="" if error is None else f"error[{error.code}] {error.message}",
+        )
+        self.store.add_receipt(receipt, list(trace.channels.values()))
+
+    def compute_level_prices(self, market: Market) -> dict[str, Any]:
+        return compute_level_prices(market, self.config.redundancy)
+
+
+def compute_level_prices(market: Market, redundancy: int) -> dict[str, Any]:
+    """What one unit of the market's most common pricing unit costs at each level, at the
+    median price of the miners selling in that unit (a spot check's sample costs at most one
+    more unit; a disagreement adds a tie-break)."""
+    if not market.offers:
+        return {}
+    units = [offer.price.per for offer in market.offers]
+    unit = max(sorted(set(units)), key=units.count)
+    price = int(statistics.median(o.price.amount for o in market.offers if o.price.per == unit))
+    return {"per": unit, "none": price, "spot": 2 * price, "redundant": redundancy * price}
+
+
+def _failed_call(offer: Offer, role: str, started: float | None, error: AgoraError) -> Call:
+    return Call(
+        uid=offer.uid,
+        miner=offer.address,
+        role=role,
+        cost=0,
+        latency_ms=0 if started is None else _elapsed_ms(started),
+        status="failed",
+        error=f"error[{error.code}] {error.message}"[:300],
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

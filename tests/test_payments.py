@@ -1,0 +1,572 @@
+"""The miner's payment gate: prices, vouchers checked against a real node, claims on chain.
+
+A dev node runs in its own process (a block as soon as a transaction waits). A subnet has two
+miner hotkeys; a payer and an attacker open channels to them with real transactions. The gate
+runs in this process, as a miner's handler runs it: ``reserve`` before the work, ``settle``
+after it succeeded, ``release`` (or the end of the request's task) when it failed. Shown:
+- prices parse, print, ride in an endpoint's fragment and cost what the units say;
+- every bad payment is refused with its code and leaves nothing settled: none, malformed,
+  unknown channel, another miner's channel, someone else's channel, a forged voucher, a
+  voucher relabelled onto another channel, below the price, replayed, above the deposit, a
+  channel about to expire;
+- a failed request costs nothing: the next voucher may carry the same amount;
+- ``claim_all`` claims exactly what was settled; ``run`` claims before the channel expires;
+- random concurrent traffic: an honest payer (the gateway's voucher rule) is never refused
+  in any arrival order and pays exactly its successes; whatever a payer sends, the best
+  voucher always covers the work done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from node_helpers import NodeProcess, NodeProcesses
+
+from agora.client.client import NodeClient
+from agora.client.participant import submit_and_wait
+from agora.errors import AgoraError
+from agora.gateway.channels import ChannelManager, PaidChannel, compute_next_amount
+from agora.gateway.store import ChannelRecord, GatewayStore
+from agora.miner.payments import (
+    EXPIRY_MARGIN_BLOCKS,
+    ChannelBook,
+    ChannelClosed,
+    ChannelExpiring,
+    InsufficientPayment,
+    InvalidPrice,
+    InvalidVoucher,
+    MalformedPayment,
+    NotChannelPayer,
+    PaymentGate,
+    PaymentRequired,
+    Price,
+    UnknownChannel,
+    VoucherExceedsDeposit,
+    VoucherReplayed,
+    WrongPayee,
+    compute_sufficient_amount,
+    make_payment,
+    parse_endpoint,
+    parse_served,
+)
+from agora.node.devchain import DEV_CHAIN_ID, compute_dev_seed
+from agora.protocol.accounts import Transfer
+from agora.protocol.address import Address
+from agora.protocol.channels import (
+    CloseChannel,
+    OpenChannel,
+    TopUpChannel,
+    Voucher,
+    compute_channel_id,
+    sign_voucher,
+)
+from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, Register
+from agora.wallet.keys import Keypair
+
+T = TypeVar("T")
+AGR = BASE_UNITS_PER_AGR
+PRICE = Price.parse("0.001/request")
+REQUEST = {"model": "all-MiniLM-L6-v2", "texts": ["a text"]}
+OWNER = Keypair(compute_dev_seed("dev0"))
+PAYER = Keypair(compute_dev_seed("dev1"))
+ATTACKER = Keypair(compute_dev_seed("dev2"))
+FILLER = Keypair(compute_dev_seed("dev7"))
+
+
+def make_keypair(name: str) -> Keypair:
+    return Keypair(hashlib.sha256(f"agora-payments-test:{name}".encode()).digest())
+
+
+MINER = make_keypair("miner")
+OTHER_MINER = make_keypair("other-miner")
+SINK = make_keypair("sink")
+
+
+# --- prices -------------------------------------------------------------------------------------
+
+
+def test_prices_parse_print_and_ride_in_the_endpoint() -> None:
+    assert Price.parse("0.001/request") == Price(amount=1_000_000, per="request")
+    assert Price.parse("2") == Price(amount=2 * AGR, per="request")
+    assert Price.parse(" 0.000000001 / item ") == Price(amount=1, per="item")
+    assert Price.parse("0.5/1k-tokens").to_text() == "0.5/1k-tokens"
+    assert PRICE.to_json() == {"amount": 1_000_000, "per": "request", "text": "0.001/request"}
+    for bad in ("", "abc/request", "0/request", "-1/request", "0.0000000001/request", "1/hour"):
+        with pytest.raises(InvalidPrice):
+            Price.parse(bad)
+
+    endpoint = PRICE.attach("http://127.0.0.1:8091")
+    assert endpoint == "http://127.0.0.1:8091#price=1000000&per=request"
+    assert parse_endpoint(endpoint) == ("http://127.0.0.1:8091", PRICE)
+    assert parse_endpoint("http://h:1") == ("http://h:1", None)
+    assert parse_endpoint("http://h:1#price=x") == ("http://h:1", None)
+    assert parse_endpoint("http://h:1#price=5&per=century") == ("http://h:1", None)
+    assert (
+        Price.parse("1/item").attach(endpoint) == "http://127.0.0.1:8091#price=1000000000&per=item"
+    )
+
+
+def test_costs_follow_the_unit() -> None:
+    texts = {"texts": ["abcd", "abcdefgh", "x"]}
+    chat = {"messages": [{"role": "user", "content": "x" * 10}], "max_tokens": 20}
+    assert PRICE.compute_cost("embedding", texts) == 1_000_000
+    assert Price(amount=7, per="item").compute_cost("embedding", texts) == 21
+    assert Price(amount=7, per="item").compute_cost("generation", chat) == 7
+    # 13 characters -> 4 tokens; 10 characters -> 3 tokens, plus 20 to generate.
+    assert Price(amount=1000, per="1k-tokens").compute_cost("embedding", texts) == 4
+    assert Price(amount=1000, per="1k-tokens").compute_cost("generation", chat) == 23
+    assert Price(amount=1, per="1k-tokens").compute_cost("generation", chat) == 1  # rounded up
+    assert Price(amount=5, per="item").compute_cost("embedding", "not a request") == 5
+
+
+# --- a real node ---------------------------------------------------------------------------------
+
+
+def run(work: Callable[[NodeClient], Awaitable[T]], url: str) -> T:
+    async def main() -> T:
+        async with NodeClient(url) as client:
+            return await work(client)
+
+    return asyncio.run(main())
+
+
+async def send(client: NodeClient, key: Keypair, body: Any) -> dict[str, Any]:
+    return await submit_and_wait(client, key, body, type(body).__name__)
+
+
+async def open_channel(
+    client: NodeClient, payer: Keypair, payee: Keypair, netuid: int, deposit: int, blocks: int
+) -> bytes:
+    nonce = (await client.get_account(payer.address))["next_nonce"]
+    head = (await client.get_head())["height"]
+    body = OpenChannel(
+        payee=Address(payee.public_key), netuid=netuid, deposit=deposit, expiry=head + blocks
+    )
+    await send(client, payer, body)
+    return compute_channel_id(Address(payer.public_key), nonce)
+
+
+async def advance(client: NodeClient, blocks: int) -> None:
+    for _ in range(blocks):
+        await send(client, FILLER, Transfer(recipient=Address(SINK.public_key), amount=1))
+
+
+class Setup:
+    def __init__(self, node: NodeProcess, netuid: int, channels: dict[str, bytes]) -> None:
+        self.node = node
+        self.netuid = netuid
+        self.channels = channels
+
+    def gate(self, client: NodeClient, **settings: Any) -> PaymentGate:
+        return PaymentGate(
+            client=client,
+            hotkey=MINER,
+            netuid=self.netuid,
+            task_kind="embedding",
+            price=PRICE,
+            chain_id=DEV_CHAIN_ID,
+            **settings,
+        )
+
+    def claimed(self, channel: str) -> int:
+        info = self.node.get_json(f"/v1/channels/0x{self.channels[channel].hex()}")
+        return int(info["claimed"])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    processes = NodeProcesses(tmp_path_factory.mktemp("logs"))
+    try:
+        node = processes.run(tmp_path_factory.mktemp("node"))
+
+        async def prepare(client: NodeClient) -> Setup:
+            body = CreateSubnet(task_kind="embedding", task_config="{}", owner_hotkey=NO_HOTKEY)
+            await send(client, OWNER, body)
+            netuid = max(
+                s["netuid"] for s in (await client.request("GET", "/v1/subnets"))["subnets"]
+            )
+            for hotkey in (MINER, OTHER_MINER):
+                await send(
+                    client, OWNER, Register(netuid=netuid, hotkey=Address(hotkey.public_key))
+                )
+            await send(
+                client, OWNER, Transfer(recipient=Address(MINER.public_key), amount=10 * AGR)
+            )
+            channels = {
+                "main": await open_channel(client, PAYER, MINER, netuid, AGR, 1_000),
+                "second": await open_channel(client, PAYER, MINER, netuid, AGR, 1_000),
+                "other-miner": await open_channel(client, PAYER, OTHER_MINER, netuid, AGR, 1_000),
+                "attacker": await open_channel(client, ATTACKER, MINER, netuid, AGR, 1_000),
+                "small": await open_channel(client, PAYER, MINER, netuid, 2_500_000, 1_000),
+                "short": await open_channel(client, PAYER, MINER, netuid, AGR, 50),
+            }
+            return Setup(node, netuid, channels)
+
+        yield run(prepare, node.url)
+    finally:
+        processes.stop_all()
+
+
+def voucher(channel_id: bytes, cumulative: int, key: Keypair = PAYER) -> Voucher:
+    return sign_voucher(DEV_CHAIN_ID, channel_id, cumulative, key.sign)
+
+
+def payment(channel_id: bytes, cumulative: int, key: Keypair = PAYER) -> dict[str, Any]:
+    return make_payment(voucher(channel_id, cumulative, key))
+
+
+def test_every_bad_payment_is_refused_with_its_code(setup: Setup) -> None:
+    main, price = setup.channels["main"], PRICE.amount
+
+    async def attacks(client: NodeClient) -> None:
+        gate = setup.gate(client)
+
+        async def refused(error: type[AgoraError], payer: Keypair, paid: Any) -> None:
+            with pytest.raises(error) as caught:
+                await gate.reserve(payer.public_key, paid, REQUEST)
+            assert caught.value.code == error.code
+            assert getattr(caught.value, "http_status", 0) in (400, 402, 403)
+
+        await refused(PaymentRequired, PAYER, None)
+        await refused(MalformedPayment, PAYER, {"voucher": {"channel_id": "0x00"}})
+        await refused(MalformedPayment, PAYER, {"cheque": 1})
+        await refused(UnknownChannel, PAYER, payment(b"\x01" * 32, price))
+        await refused(WrongPayee, PAYER, payment(setup.channels["other-miner"], price))
+        # The attacker's own channel, or the payer's voucher sent by the attacker.
+        await refused(NotChannelPayer, PAYER, payment(setup.channels["attacker"], price, ATTACKER))
+        await refused(NotChannelPayer, ATTACKER, payment(main, price))
+        await refused(InvalidVoucher, PAYER, payment(main, price, key=ATTACKER))  # forged
+        relabelled = voucher(setup.channels["second"], price)
+        moved = Voucher(channel_id=main, cumulative=price, signature=relabelled.signature)
+        await refused(InvalidVoucher, PAYER, make_payment(moved))
+        altered = voucher(main, price)
+        raised = Voucher(channel_id=main, cumulative=10 * price, signature=altered.signature)
+        await refused(InvalidVoucher, PAYER, make_payment(raised))
+        await refused(InsufficientPayment, PAYER, payment(main, price - 1))
+        await refused(VoucherExceedsDeposit, PAYER, payment(main, AGR + 1))
+
+        # One good request, settled; the same voucher again is a replay.
+        served = await gate.reserve(PAYER.public_key, payment(main, price), REQUEST)
+        gate.settle(served)
+        with pytest.raises(VoucherReplayed) as replay:
+            await gate.reserve(PAYER.public_key, payment(main, price), REQUEST)
+        assert parse_served(replay.value.message) == (price, 2 * price)
+        with pytest.raises(InsufficientPayment) as short:
+            await gate.reserve(PAYER.public_key, payment(main, 2 * price - 1), REQUEST)
+        assert parse_served(short.value.message) == (price, 2 * price)
+
+        book = gate.channels[main]
+        assert (book.consumed, book.best_amount, book.pending) == (price, price, {})
+        assert gate.get_earned()["claimable"] == price
+        assert await gate.claim_all() == [main]
+
+    run(attacks, setup.node.url)
+    assert setup.claimed("main") == PRICE.amount  # the one request served, nothing else
+
+
+def test_a_failed_request_costs_nothing(setup: Setup) -> None:
+    channel, price = setup.channels["second"], PRICE.amount
+
+    async def work(client: NodeClient) -> ChannelBook:
+        gate = setup.gate(client)
+        failed = await gate.reserve(PAYER.public_key, payment(channel, price), REQUEST)
+        gate.release(failed)  # the work failed
+        again = await gate.reserve(PAYER.public_key, payment(channel, price), REQUEST)
+        gate.settle(again)
+
+        async def request_that_fails() -> None:
+            await gate.reserve(PAYER.public_key, payment(channel, 2 * price), REQUEST)
+            raise RuntimeError("the model failed")  # a handler that never settles
+
+        with pytest.raises(RuntimeError):
+            await asyncio.create_task(request_that_fails())
+        await asyncio.sleep(0)  # the ended task's callbacks run
+        third = await gate.reserve(PAYER.public_key, payment(channel, 2 * price), REQUEST)
+        gate.settle(third)
+        await gate.claim_all()
+        return gate.channels[channel]
+
+    book = run(work, setup.node.url)
+    assert (book.consumed, book.claimed, book.pending) == (2 * PRICE.amount, 2 * PRICE.amount, {})
+    assert setup.claimed("second") == 2 * PRICE.amount
+
+
+def test_the_deposit_and_expiry_are_read_again_when_they_matter(setup: Setup) -> None:
+    small, short, price = setup.channels["small"], setup.channels["short"], PRICE.amount
+
+    async def work(client: NodeClient) -> None:
+        gate = setup.gate(client, head_max_age_s=0.0, head_stale_s=0.0)
+        first = await gate.reserve(PAYER.public_key, payment(small, 2 * price), REQUEST)
+        gate.settle(first)
+        with pytest.raises(VoucherExceedsDeposit):
+            await gate.reserve(PAYER.public_key, payment(small, 3 * price), REQUEST)
+        await send(client, PAYER, TopUpChannel(channel_id=small, amount=AGR, expiry=0))
+        gate.settle(await gate.reserve(PAYER.public_key, payment(small, 3 * price), REQUEST))
+
+        head = (await client.get_head())["height"]
+        info = await client.get_channel(short)
+        await advance(client, max(0, info["expiry"] - EXPIRY_MARGIN_BLOCKS - head))
+        with pytest.raises(ChannelExpiring):
+            await gate.reserve(PAYER.public_key, payment(short, price), REQUEST)
+        # Extended by its payer, it serves again; closed after expiry, it never does.
+        await send(client, PAYER, TopUpChannel(channel_id=short, amount=0, expiry=head + 500))
+        gate.settle(await gate.reserve(PAYER.public_key, payment(short, price), REQUEST))
+        assert await gate.claim_all() == [small, short]
+
+    run(work, setup.node.url)
+    assert setup.claimed("small") == 3 * PRICE.amount
+    assert setup.claimed("short") == PRICE.amount
+
+
+def test_run_claims_before_the_channel_expires(setup: Setup) -> None:
+    price = PRICE.amount
+
+    async def work(client: NodeClient) -> tuple[int, int]:
+        # A channel that expires 40 blocks from now.
+        fresh = await open_channel(client, PAYER, MINER, setup.netuid, AGR, 40)
+        gate = setup.gate(
+            client, claim_interval_s=3_600, poll_interval_s=0.05, head_max_age_s=0, head_stale_s=0
+        )
+        for amount in (price, 2 * price):
+            gate.settle(await gate.reserve(PAYER.public_key, payment(fresh, amount), REQUEST))
+        stop = asyncio.Event()
+        running = asyncio.create_task(gate.run(stop))
+        await asyncio.sleep(0.3)  # polls, far from expiry: nothing is claimed yet
+        before = (await client.get_channel(fresh))["claimed"]
+        expiry = (await client.get_channel(fresh))["expiry"]
+        head = (await client.get_head())["height"]
+        await advance(client, expiry - 2 * EXPIRY_MARGIN_BLOCKS - head)
+        for _ in range(200):
+            if (await client.get_channel(fresh))["claimed"] == 2 * price:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await running
+        # The payer closes once expired: it takes back the rest, nothing more is owed.
+        await advance(client, expiry - (await client.get_head())["height"])
+        await send(client, PAYER, CloseChannel(channel_id=fresh))
+        after = await client.get_channel(fresh)
+        return before, after["claimed"]
+
+    before, after = run(work, setup.node.url)
+    assert (before, after) == (0, 2 * PRICE.amount)
+
+    async def closed(client: NodeClient) -> None:
+        gate = setup.gate(client)
+        info = await client.list_channels(payer=PAYER.address)
+        shut = next(bytes.fromhex(c["id"][2:]) for c in info if c["closed"])
+        with pytest.raises(ChannelClosed):
+            await gate.reserve(PAYER.public_key, payment(shut, 3 * PRICE.amount), REQUEST)
+
+    run(closed, setup.node.url)
+
+
+# --- the credit rule, on random traffic --------------------------------------------------------
+
+
+def make_book(consumed: int = 0) -> ChannelBook:
+    return ChannelBook(
+        payer=PAYER.public_key,
+        payee=MINER.public_key,
+        netuid=1,
+        deposit=10**12,
+        expiry=10**9,
+        closed=False,
+        claimed=consumed,
+        consumed=consumed,
+    )
+
+
+def offline_gate() -> PaymentGate:
+    """A gate for its pure part (``admit``/``settle``/``release``): never reaches a node."""
+    return PaymentGate(
+        client=NodeClient("http://127.0.0.1:9"),
+        hotkey=MINER,
+        netuid=1,
+        task_kind="embedding",
+        price=PRICE,
+        chain_id=DEV_CHAIN_ID,
+    )
+
+
+CHANNEL = b"\x07" * 32
+
+
+def fake_voucher(amount: int) -> Voucher:
+    return Voucher(channel_id=CHANNEL, cumulative=amount, signature=b"\x00" * 64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 60), st.integers(1, 6)), max_size=60))
+def test_whatever_a_payer_sends_the_best_voucher_covers_the_work(
+    ops: list[tuple[int, int, int]],
+) -> None:
+    gate = offline_gate()
+    book = gate.channels[CHANNEL] = make_book()
+    pending = []
+    for op, amount, cost in ops:
+        if op <= 1:
+            try:
+                pending.append(gate.admit(book, fake_voucher(amount), cost))
+            except (InsufficientPayment, VoucherReplayed):
+                pass
+        elif pending:
+            reservation = pending.pop(amount % len(pending))
+            (gate.settle if op == 2 else gate.release)(reservation)
+        assert book.best_amount >= book.consumed
+    for reservation in pending:
+        gate.settle(reservation)
+        assert book.best_amount >= book.consumed
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(1, 60))
+def test_an_honest_payer_is_never_refused_and_pays_its_successes(
+    rng: random.Random, steps: int
+) -> None:
+    """The gateway's voucher rule against the gate's, in any arrival order, any failures."""
+    gate = offline_gate()
+    book = gate.channels[CHANNEL] = make_book(consumed=5)
+    record = ChannelRecord(
+        channel_id=CHANNEL,
+        payer="p",
+        payee="q",
+        netuid=1,
+        deposit=10**12,
+        expiry=10**9,
+        committed=5,
+        closed=False,
+        refund=0,
+    )
+    payer = PaidChannel(record=record, payee=MINER.public_key)
+    in_transit: list[tuple[int, int, int]] = []  # (ticket, amount, cost)
+    arrived: list[tuple[int, Any]] = []
+    failures = 0
+    for ticket in range(steps * 3):
+        move = rng.randrange(3)
+        if move == 0 or not (in_transit or arrived):
+            cost = rng.randint(1, 4)
+            amount = compute_next_amount(payer) + cost
+            payer.in_flight[ticket] = (amount, cost)
+            in_transit.append((ticket, amount, cost))
+        elif move == 1 and in_transit:
+            number, amount, cost = in_transit.pop(rng.randrange(len(in_transit)))
+            arrived.append((number, gate.admit(book, fake_voucher(amount), cost)))  # never raises
+        elif arrived:
+            number, reservation = arrived.pop(rng.randrange(len(arrived)))
+            _, cost = payer.in_flight.pop(number)
+            if rng.random() < 0.3:
+                gate.release(reservation)
+                failures += 1
+            else:
+                gate.settle(reservation)
+                payer.record = _committed(payer.record, cost)
+    for number, amount, cost in in_transit:
+        arrived.append((number, gate.admit(book, fake_voucher(amount), cost)))
+    for number, reservation in arrived:
+        _, cost = payer.in_flight.pop(number)
+        gate.settle(reservation)
+        payer.record = _committed(payer.record, cost)
+    assert book.consumed == payer.record.committed
+    assert book.best_amount >= book.consumed
+    if failures == 0:
+        assert book.best_amount == book.consumed
+    assert compute_sufficient_amount(book, 1) == book.consumed + 1
+
+
+def _committed(record: ChannelRecord, cost: int) -> ChannelRecord:
+    return replace(record, committed=record.committed + cost)
+
+
+def test_a_voucher_sent_twice_at_once_pays_once() -> None:
+    gate = offline_gate()
+    book = gate.channels[CHANNEL] = make_book()
+    gate.admit(book, fake_voucher(PRICE.amount), PRICE.amount)
+    with pytest.raises(InsufficientPayment):
+        gate.admit(book, fake_voucher(PRICE.amount), PRICE.amount)
+
+
+def test_out_of_order_arrivals_are_admitted() -> None:
+    gate = offline_gate()
+    book = gate.channels[CHANNEL] = make_book()
+    price = PRICE.amount
+    second = gate.admit(book, fake_voucher(2 * price), price)
+    first = gate.admit(book, fake_voucher(price), price)
+    gate.release(second)  # the later voucher's request fails, the earlier one succeeds
+    gate.settle(first)
+    assert (book.consumed, book.best_amount) == (price, price)
+
+
+# --- the gateway's channels against the gate ---------------------------------------------------
+
+
+def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """``gateway.channels`` opens a real channel and issues vouchers the gate admits. An answer
+    lost after the miner settled it (a timeout) makes the next voucher a replay: the gateway
+    adopts the miner's count, as it is no more than a voucher it signed (which the miner could
+    claim anyway). After a restart that forgot more than that, it does not take the miner's
+    word: it retires the channel and opens another."""
+    price = PRICE.amount
+
+    async def work(client: NodeClient) -> tuple[list[ChannelRecord], int]:
+        store = GatewayStore(tmp_path / "gateway.db")
+        manager = ChannelManager(
+            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
+        )
+        await manager.start()
+        gate = setup.gate(client)
+
+        async def call(succeeded: bool = True, seen: bool = True) -> None:
+            ticket = await manager.issue(MINER.public_key, setup.netuid, price)
+            try:
+                reservation = await gate.reserve(
+                    PAYER.public_key, make_payment(ticket.voucher), REQUEST
+                )
+            except (VoucherReplayed, InsufficientPayment) as error:
+                manager.settle(ticket, succeeded=False)
+                served = parse_served(error.message)
+                assert served is not None
+                manager.adopt_served(ticket, served[0])
+                return await call(succeeded, seen)
+            (gate.settle if succeeded else gate.release)(reservation)
+            record = manager.settle(ticket, succeeded=succeeded and seen)
+            if record is not None:  # what the gateway stores with the request's receipt
+                store.save_channel(record)
+
+        await call()
+        await call(succeeded=False)  # a failure: the next voucher repeats the amount
+        await call(seen=False)  # settled by the miner, the answer lost on the way
+        await call()
+        [first] = manager.channels
+        assert first.committed == 3 * price
+
+        # A restart that lost two writes: the miner says it served more than the gateway
+        # signed since (one voucher, 2 * price): not believed.
+        store.save_channel(replace(first, committed=price))
+        restarted = ChannelManager(
+            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
+        )
+        await restarted.start()
+        manager = restarted
+        await call()
+        await gate.claim_all()
+        records = store.list_channels(PAYER.address)
+        store.close()
+        return records, (await client.get_channel(first.channel_id))["claimed"]
+
+    records, claimed_first = run(work, setup.node.url)
+    retired, fresh = records[-2:]
+    assert claimed_first == 3 * PRICE.amount  # what the miner really served there
+    assert fresh.channel_id != retired.channel_id and fresh.committed == PRICE.amount
