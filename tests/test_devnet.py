@@ -12,6 +12,7 @@ One devnet runs for the whole module (starting it loads every model in a dozen p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -48,6 +49,7 @@ class RunningDevnet:
     output: Path
     url: str
     gateway_url: str
+    tasks: tuple[str, ...]
 
     def get(self, path: str) -> Any:
         response = http("GET", self.url + path)
@@ -66,12 +68,12 @@ class RunningDevnet:
 
     def wait_epochs(self, count: int) -> None:
         """Until every subnet has run ``count`` more epochs."""
-        start = {task: self.metagraph(task)["subnet"]["epoch_index"] for task in TASKS}
+        start = {task: self.metagraph(task)["subnet"]["epoch_index"] for task in self.tasks}
         deadline = time.monotonic() + EPOCH_TIMEOUT_S * count
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.output.read_text()[-3000:]
-            now = {task: self.metagraph(task)["subnet"]["epoch_index"] for task in TASKS}
-            if all(now[t] >= start[t] + count for t in TASKS):
+            now = {task: self.metagraph(task)["subnet"]["epoch_index"] for task in self.tasks}
+            if all(now[t] >= start[t] + count for t in self.tasks):
                 return
             time.sleep(1.0)
         raise AssertionError(f"epochs did not advance: {start}")
@@ -103,35 +105,29 @@ def find_process(data_dir: Path, wallet: str) -> tuple[int, list[str]]:
     raise AssertionError(f"no process for {wallet}")
 
 
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
-    data_dir = tmp_path_factory.mktemp("devnet")
+@contextlib.contextmanager
+def start_devnet(data_dir: Path, options: list[str]) -> Iterator[RunningDevnet]:
+    """``agora devnet`` in its own process until ready; SIGINT (then kills) on the way out."""
     output = data_dir.parent / f"{data_dir.name}-output.log"
     command = [sys.executable, "-m", "agora", "devnet", "--data-dir", str(data_dir)]
     command += ["--port", "0", "--gateway-port", "0", "--block-time-ms", "500"]
-    command += ["--tempo", str(TEMPO)]
-    command += ["--miners", "2", "--generation-miners", "1", "--validators", "2"]
-    command += ["--cheaters", "random,copycat"]
+    command += ["--tempo", str(TEMPO), *options]
     with output.open("wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     try:
-        url = None
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            text = output.read_text(errors="replace")
+        while "Agora devnet is running." not in (text := output.read_text(errors="replace")):
             assert process.poll() is None, text[-4000:]
-            match = re.search(r"node\s+(http://127\.0\.0\.1:\d+)", text)
-            if match:
-                url = match.group(1)
-            if "Agora devnet is running." in text:
-                break
+            assert time.monotonic() < deadline, f"devnet not ready:\n{text[-4000:]}"
             time.sleep(1.0)
-        else:
-            raise AssertionError(f"devnet not ready:\n{output.read_text()[-4000:]}")
-        assert url is not None
+        url = re.search(r"node\s+(http://127\.0\.0\.1:\d+)", text)
         gateway = re.search(r"gateway\s+(http://127\.0\.0\.1:\d+/v1)", text)
-        assert gateway is not None, text[-3000:]
-        yield RunningDevnet(process, data_dir, output, url, gateway.group(1))
+        subnets = re.search(r"subnets\s+(.*)", text)
+        assert url is not None and subnets is not None, text[-3000:]
+        tasks = tuple(part.split(" = ")[0] for part in subnets.group(1).split(", "))
+        yield RunningDevnet(
+            process, data_dir, output, url.group(1), gateway.group(1) if gateway else "", tasks
+        )
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -141,6 +137,15 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
                 process.kill()
         for pid in processes_under(data_dir):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+    options = ["--miners", "2", "--generation-miners", "1", "--validators", "2"]
+    with start_devnet(
+        tmp_path_factory.mktemp("devnet"), options + ["--cheaters", "random,copycat"]
+    ) as running:
+        yield running
 
 
 def incentive_shares(devnet: RunningDevnet, task: str) -> tuple[int, int, dict[str, int]]:
@@ -262,3 +267,21 @@ def test_stopping_leaves_no_process_and_a_consistent_store(devnet: RunningDevnet
         check_invariants(store.load_state())
     finally:
         store.close()
+
+
+def test_the_same_network_runs_over_ethereum(tmp_path: Path) -> None:
+    """``--sequencer ethereum``: anvil, an Inbox, and the node deriving blocks from it."""
+    data_dir = tmp_path / "devnet-eth"
+    options = ["--sequencer", "ethereum", "--tasks", "classification", "--no-gateway"]
+    with start_devnet(data_dir, options + ["--miners", "2", "--validators", "2"]) as devnet:
+        assert re.search(
+            r"ethereum\s+http://127\.0\.0\.1:\d+\s+Inbox 0x[0-9a-fA-F]{40}",
+            devnet.output.read_text(),
+        )
+        devnet.wait_epochs(4)
+        honest, total, dividends = incentive_shares(devnet, "classification")
+        assert total > 0 and honest * 100 >= total * 95, (honest, total)
+        assert all(value > 0 for value in dividends.values()), dividends
+        devnet.process.send_signal(signal.SIGINT)
+        assert devnet.process.wait(timeout=90) == 0
+        assert processes_under(data_dir) == []
