@@ -10,7 +10,9 @@ Files:
 - ``address.py``: ``agr1...`` checksummed addresses of ed25519 public keys.
 - ``params.py``, ``genesis.py``, ``invariants.py``, ``errors.py``: parameters, genesis,
   invariants and the error hierarchy with stable codes.
-- ``domains.py``: the list of domain modules; ``accounts.py`` is accounts, fees, transfers.
+- ``domains.py``: the list of domain modules; ``accounts.py`` is accounts, fees, transfers;
+  ``subnets.py``, ``staking.py``, ``weights.py``, ``emission.py`` the incentive layer
+  (``consensus/`` holds Yuma); ``channels.py`` payment channels and their vouchers.
 
 Rules: no I/O, no clock, no randomness, no floats. Time and seeds arrive in the block.
 """

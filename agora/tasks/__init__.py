@@ -1,1 +1,11 @@
-"""Kinds of AI work: for each, a challenge from a seed, a miner's handler, an integer score."""
+"""Kinds of AI work: for each, a challenge from a seed, a miner's handler, an integer score.
+
+- ``base``: the shape every task module follows, the score scale, latency credit, seeded
+  draws, and the shared request errors.
+- ``embedding``: text embeddings with all-MiniLM-L6-v2; a dynamic batcher for miners.
+- ``classification``: digit classifiers the miners train; scored on held-out perturbed images.
+- ``generation``: chat with SmolLM2-135M-Instruct; answers checked by recomputed logits.
+- ``forward``: backends that forward a task to an OpenAI-compatible inference engine.
+- ``registry``: task kind to module, and backend specs (``local``, ``openai:URL#MODEL``).
+- ``data/corpus.txt``: the sentences embedding challenges are built from.
+"""
