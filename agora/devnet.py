@@ -256,8 +256,7 @@ async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
     }
     for task in config.tasks:
         body = CreateSubnet(task_kind=task, task_config="{}", owner_hotkey=NO_HOTKEY)
-        status = await submit_and_wait(client, owner, body, f"creating the {task} subnet")
-        del status
+        await submit_and_wait(client, owner, body, f"creating the {task} subnet")
         subnets = await client.request("GET", "/v1/subnets")
         netuid = max(s["netuid"] for s in subnets["subnets"] if s["task_kind"] == task)
         devnet.subnets[task] = netuid

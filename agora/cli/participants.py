@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
     app.command("devnet")(devnet)
 
 
-def _confirm(yes: bool, netuid: int):  # type: ignore[no-untyped-def]
+def _confirm(yes: bool, netuid: int) -> Callable[[int], bool]:
     def confirm(price: int) -> bool:
         if yes:
             return True
@@ -48,7 +49,7 @@ def _confirm(yes: bool, netuid: int):  # type: ignore[no-untyped-def]
     return confirm
 
 
-def _status(console: Console):  # type: ignore[no-untyped-def]
+def _status(console: Console) -> Callable[[str], None]:
     return lambda message: console.print(message, highlight=False)
 
 
