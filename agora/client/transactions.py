@@ -24,6 +24,27 @@ def make_transaction(
     return encode_transaction(sign_transaction(tx, sign))
 
 
+async def sign_next_transaction(
+    client: NodeClient,
+    *,
+    public_key: bytes,
+    sign: Callable[[bytes], bytes],
+    body: Any,
+    fee: int | None = None,
+) -> bytes:
+    """``body`` signed with the sender's next nonce and the chain's minimum fee, not sent."""
+    chain = await client.get_chain()
+    account = await client.get_account(encode_address(public_key))
+    return make_transaction(
+        chain_id=chain["chain_id"],
+        public_key=public_key,
+        sign=sign,
+        nonce=account["next_nonce"],
+        fee=fee if fee is not None else chain["params"]["min_fee"],
+        body=body,
+    )
+
+
 async def send_transaction(
     client: NodeClient,
     *,
@@ -33,15 +54,6 @@ async def send_transaction(
     fee: int | None = None,
 ) -> bytes:
     """Sign ``body`` with the sender's next nonce and the chain's minimum fee; submit it."""
-    chain = await client.get_chain()
-    account = await client.get_account(encode_address(public_key))
-    raw = make_transaction(
-        chain_id=chain["chain_id"],
-        public_key=public_key,
-        sign=sign,
-        nonce=account["next_nonce"],
-        fee=fee if fee is not None else chain["params"]["min_fee"],
-        body=body,
-    )
+    raw = await sign_next_transaction(client, public_key=public_key, sign=sign, body=body, fee=fee)
     (tx_hash,) = await client.submit([raw])
     return tx_hash

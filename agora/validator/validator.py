@@ -33,7 +33,7 @@ from agora.client.participant import (
     ensure_stake,
     get_subnet_info,
 )
-from agora.client.transactions import make_transaction
+from agora.client.transactions import sign_next_transaction
 from agora.errors import AgoraError
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView, NeuronInfo
@@ -352,15 +352,8 @@ class Validator:
         await self.client.wait_for_transaction(tx_hash)
 
     async def _sign(self, body: Any) -> bytes:
-        chain = await self.client.get_chain()
-        account = await self.client.get_account(self.hotkey.address)
-        return make_transaction(
-            chain_id=chain["chain_id"],
-            public_key=self.hotkey.public_key,
-            sign=self.hotkey.sign,
-            nonce=account["next_nonce"],
-            fee=chain["params"]["min_fee"],
-            body=body,
+        return await sign_next_transaction(
+            self.client, public_key=self.hotkey.public_key, sign=self.hotkey.sign, body=body
         )
 
 
