@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from node_helpers import http
 
+from agora.devnet import WALLET_PASSWORD
 from agora.protocol.address import encode_address
 from agora.protocol.invariants import check_invariants
 from agora.protocol.subnets import is_epoch_block
@@ -183,23 +184,41 @@ def test_the_devnets_gateway_sells_the_miners_work(devnet: RunningDevnet) -> Non
     assert receipts.status == 200 and receipts.json()["data"]
 
 
+def kill(devnet: RunningDevnet, name: str) -> list[str]:
+    """SIGKILL the devnet's process for wallet ``name``; its command line, to restart it."""
+    pid, argv = find_process(devnet.data_dir, name)
+    os.kill(pid, signal.SIGKILL)
+    return argv
+
+
+@contextlib.contextmanager
+def restarted(
+    devnet: RunningDevnet, name: str, argv: list[str]
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The killed process started again by the test; it must exit cleanly on SIGTERM."""
+    env = dict(os.environ, AGORA_WALLET_PASSWORD=WALLET_PASSWORD, OMP_NUM_THREADS="1")
+    log = devnet.data_dir / "logs" / f"{name}-restarted.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield process, log
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
 def test_killed_miner_rejoins(devnet: RunningDevnet) -> None:
     name = "embedding-miner-0"
     hotkey = devnet.hotkey(name)
     before = {n["hotkey"]: n for n in devnet.metagraph("embedding")["neurons"]}[hotkey]
-    pid, argv = find_process(devnet.data_dir, name)
-    os.kill(pid, signal.SIGKILL)
-    env = dict(os.environ, AGORA_WALLET_PASSWORD="agora-devnet", OMP_NUM_THREADS="1")
-    log = devnet.data_dir / "logs" / f"{name}-restarted.log"
-    with log.open("wb") as handle:
-        restarted = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    try:
+    argv = kill(devnet, name)
+    with restarted(devnet, name, argv) as (process, log):
         deadline = time.monotonic() + EPOCH_TIMEOUT_S
         while time.monotonic() < deadline:
             neurons = {n["hotkey"]: n for n in devnet.metagraph("embedding")["neurons"]}
             if neurons[hotkey]["endpoint"] != before["endpoint"]:
                 break
-            assert restarted.poll() is None, log.read_text()[-3000:]
+            assert process.poll() is None, log.read_text()[-3000:]
             time.sleep(1.0)
         else:
             raise AssertionError("the restarted miner did not publish its new endpoint")
@@ -210,9 +229,6 @@ def test_killed_miner_rejoins(devnet: RunningDevnet) -> None:
         validator_log = (devnet.data_dir / "logs" / "embedding-validator-0.log").read_text()
         served_again = re.findall(rf"uid\s+{before['uid']} .* scored", validator_log)
         assert served_again
-    finally:
-        restarted.send_signal(signal.SIGTERM)
-        assert restarted.wait(timeout=30) == 0
 
 
 def commits_per_epoch(devnet: RunningDevnet, task: str, hotkey: str) -> dict[int, int]:
@@ -237,23 +253,15 @@ def commits_per_epoch(devnet: RunningDevnet, task: str, hotkey: str) -> dict[int
 def test_restarted_validator_never_commits_twice_in_an_epoch(devnet: RunningDevnet) -> None:
     name = "classification-validator-0"
     hotkey = devnet.hotkey(name)
-    pid, argv = find_process(devnet.data_dir, name)
-    os.kill(pid, signal.SIGKILL)
-    env = dict(os.environ, AGORA_WALLET_PASSWORD="agora-devnet", OMP_NUM_THREADS="1")
-    log = devnet.data_dir / "logs" / f"{name}-restarted.log"
+    argv = kill(devnet, name)
     before = sum(commits_per_epoch(devnet, "classification", hotkey).values())
-    with log.open("wb") as handle:
-        restarted = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    try:
+    with restarted(devnet, name, argv) as (process, log):
         devnet.wait_epochs(3)
-        assert restarted.poll() is None, log.read_text()[-3000:]
+        assert process.poll() is None, log.read_text()[-3000:]
         counts = commits_per_epoch(devnet, "classification", hotkey)
         assert sum(counts.values()) > before, "the restarted validator never committed"
         assert max(counts.values()) == 1, counts
         assert "revealed weights" in log.read_text()
-    finally:
-        restarted.send_signal(signal.SIGTERM)
-        assert restarted.wait(timeout=30) == 0
 
 
 def test_stopping_leaves_no_process_and_a_consistent_store(devnet: RunningDevnet) -> None:
