@@ -4,7 +4,7 @@
 over every (validator, uid) entry, about two seconds for 1024 uids and 256 validators.
 ``compute_epoch_fast`` runs the same steps, in the same order and with the same names, on
 numpy integer arrays. It must give the same ``EpochResult`` for every input; a differential
-test (``tests/test_yuma_fast.py``) checks this on thousands of random epochs.
+test (``tests/protocol/consensus/test_yuma_fast.py``) checks this on thousands of random epochs.
 
 How the bits are kept:
 

@@ -13,8 +13,8 @@ Files:
 - ``sequencer.py``: ``EthereumSequencer`` and its ``EthereumConfig``: reads confirmed
   blocks, posts submitted transactions, re-posts those not included in time.
 - ``artifacts/Inbox.json``: the Inbox's ABI and bytecode, compiled from
-  ``contracts/Inbox.vy`` (``python tests/test_eth_inbox.py --write-artifact`` rebuilds it;
-  a test checks that it matches the source).
+  ``contracts/Inbox.vy`` (``python tests/sequencer/test_ethereum_inbox.py --write-artifact``
+  rebuilds it; a test checks that it matches the source).
 
 Error codes (``SequencerError`` is 3200): 3201 MalformedPayload, 3202 InvalidRpcLog,
 3203 RpcError, 3204 RpcUnavailable, 3205 PostFailed, 3206 InvalidEthereumConfig,

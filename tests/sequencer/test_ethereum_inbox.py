@@ -1,6 +1,6 @@
 """The Inbox contract, the JSON-RPC client and the Ethereum sequencer, on a real anvil.
 
-Run ``python tests/test_eth_inbox.py --write-artifact`` to rebuild
+Run ``python tests/sequencer/test_ethereum_inbox.py --write-artifact`` to rebuild
 ``agora/sequencer/ethereum/artifacts/Inbox.json`` after changing ``contracts/Inbox.vy``.
 """
 
@@ -42,10 +42,10 @@ from agora.sequencer.ethereum.sequencer import (
     TransactionTooLargeForBatch,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from anvil import Anvil, find_anvil, start_anvil  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "contracts" / "Inbox.vy"
 ARTIFACT = REPO / "agora" / "sequencer" / "ethereum" / "artifacts" / "Inbox.json"
 ANY_ADDRESS = "0x" + "42" * 20
@@ -159,7 +159,7 @@ def test_shipped_artifact_is_the_compiled_source() -> None:
         pytest.importorskip("vyper", reason="vyper is not installed (pip install vyper==0.4.3)")
     shipped = json.loads(ARTIFACT.read_text())
     compiled = compile_inbox()
-    hint = "rebuild it: python tests/test_eth_inbox.py --write-artifact"
+    hint = "rebuild it: python tests/sequencer/test_ethereum_inbox.py --write-artifact"
     assert compiled["compiler"] == shipped["compiler"], f"compiler differs; {hint}"
     assert compiled["abi"] == shipped["abi"], f"ABI differs; {hint}"
     assert compiled["bytecode"] == shipped["bytecode"], f"bytecode differs; {hint}"

@@ -57,7 +57,7 @@ from agora.protocol.transition import apply_block, build_block
 # ``test_reserved_codes_are_really_never_raised`` keeps this list honest.
 RESERVED: dict[int, str] = {ProtocolError.code: "the base class of the hierarchy"}
 FIRST_DOMAIN_CODE = 2000
-_TESTS_DIRECTORY = Path(__file__).resolve().parent
+_TESTS_DIRECTORY = Path(__file__).resolve().parents[1]
 
 
 def _all_error_classes() -> list[type[ProtocolError]]:
@@ -204,7 +204,7 @@ def test_every_core_error_code_is_reachable() -> None:
 def test_every_domain_error_is_named_by_some_test() -> None:
     sources = [
         path.read_text()
-        for path in sorted(_TESTS_DIRECTORY.glob("test_*.py"))
+        for path in sorted(_TESTS_DIRECTORY.rglob("test_*.py"))
         if path.name != Path(__file__).name
     ]
     missing = [

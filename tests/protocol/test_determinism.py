@@ -22,7 +22,7 @@ SEED = 20_251_121
 BLOCKS = 6
 TRANSACTIONS_PER_BLOCK = 25
 
-_TESTS_DIRECTORY = Path(__file__).resolve().parent
+_TESTS_DIRECTORY = Path(__file__).resolve().parents[1]
 _REPOSITORY = _TESTS_DIRECTORY.parent
 
 _SCRIPT = f"""
