@@ -33,6 +33,7 @@ from agora.client.participant import submit_and_wait
 from agora.client.transactions import make_transaction
 from agora.errors import AgoraError
 from agora.node.devchain import DEV_ACCOUNT_BALANCE, compute_dev_seed
+from agora.process import run_until_stopped, wait_for_stop
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.params import BASE_UNITS_PER_AGR
@@ -486,7 +487,7 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
             await fund_wallets(devnet, client, names)
             start_participants(devnet, plan)
             say(f"Loading models in {len(plan)} processes (the first run caches them) ...")
-            await _until_stopped(stop, wait_until_serving(devnet, client))
+            await run_until_stopped(stop, wait_until_serving(devnet, client))
             if stop.is_set():
                 return
             if config.gateway:
@@ -500,22 +501,8 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                     devnet.processes.children.remove(dead)
                 with contextlib.suppress(AgoraError):
                     await report_epochs(devnet, client, seen)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await wait_for_stop(stop, 1.0)
     finally:
         say("Stopping every devnet process ...")
         await asyncio.to_thread(devnet.processes.stop_all)
         say("Stopped.")
-
-
-async def _until_stopped(stop: asyncio.Event, work: Any) -> None:
-    task = asyncio.ensure_future(work)
-    waiter = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task not in done:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return
-    task.result()
