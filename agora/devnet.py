@@ -258,8 +258,8 @@ async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
     for task in config.tasks:
         body = CreateSubnet(task_kind=task, task_config="{}", owner_hotkey=NO_HOTKEY)
         await submit_and_wait(client, owner, body, f"creating the {task} subnet")
-        subnets = await client.request("GET", "/v1/subnets")
-        netuid = max(s["netuid"] for s in subnets["subnets"] if s["task_kind"] == task)
+        subnets = await client.list_subnets()
+        netuid = max(s["netuid"] for s in subnets if s["task_kind"] == task)
         devnet.subnets[task] = netuid
         for name, value in settings.items():
             setting = SetHyperparameter(netuid=netuid, name=name, value=value)
@@ -366,7 +366,7 @@ async def _ready_hotkeys(devnet: Devnet, client: NodeClient) -> set[str]:
     """Miners that published an endpoint; validators that hold their stake."""
     ready = set()
     for netuid in devnet.subnets.values():
-        graph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+        graph = await client.get_metagraph(netuid)
         for neuron in graph["neurons"]:
             if neuron["endpoint"] or neuron["stake"] >= VALIDATOR_STAKE:
                 ready.add(neuron["hotkey"])
@@ -451,7 +451,7 @@ async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]
     """One line per subnet whenever its epoch advances: who earns, honest or not."""
     names = {c.hotkey: c for c in devnet.processes.children}
     for task, netuid in devnet.subnets.items():
-        graph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+        graph = await client.get_metagraph(netuid)
         epoch = graph["subnet"]["epoch_index"]
         if seen.get(netuid) == epoch:
             continue

@@ -232,7 +232,7 @@ class Validator:
 
     async def _chain_view(self) -> tuple[int, dict[str, Any], int]:
         """(head block, the subnet's JSON, this hotkey's ``last_update``) in one snapshot."""
-        graph = await self.client.request("GET", f"/v1/subnets/{self.config.netuid}/metagraph")
+        graph = await self.client.get_metagraph(self.config.netuid)
         last_update = next(
             (int(n["last_update"]) for n in graph["neurons"] if n["hotkey"] == self.hotkey.address),
             0,
