@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from agora.protocol import accounts, channels, emission, staking, subnets, weights
+from agora.protocol import accounts, channels, emission, services, staking, subnets, weights
 
 # Order matters only for end-of-block steps: emission's runs after every transaction.
-DOMAINS: tuple[ModuleType, ...] = (accounts, subnets, staking, weights, channels, emission)
+DOMAINS: tuple[ModuleType, ...] = (
+    accounts,
+    subnets,
+    staking,
+    weights,
+    channels,
+    services,
+    emission,
+)
