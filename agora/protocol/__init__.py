@@ -11,7 +11,8 @@ Files, bottom layer first (imports go down, never up, and never inside a functio
 - The domain modules, one shape each (``domains.Domain``): ``accounts.py`` accounts, fees,
   transfers; ``staking.py``, ``subnets.py``, ``weights.py`` (with ``weight_commits.py``, the
   commits table both subnets and weights touch), ``channels.py`` payment channels and their
-  vouchers, ``emission.py`` emission and epochs.
+  vouchers, ``services.py`` the service registry (agents selling work), its endpoint proofs
+  and expiry, ``emission.py`` emission and epochs.
 - ``domains.py``: the list of domain modules, their shape, the index of their kinds, and the
   checklist for adding a domain.
 - ``transactions.py``: the envelope's canonical encoding, signing, ``validate_basic``;

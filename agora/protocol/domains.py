@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agora.protocol import accounts, channels, emission, staking, subnets, weights
+from agora.protocol import accounts, channels, emission, services, staking, subnets, weights
 from agora.protocol.kinds import TransactionKind
 from agora.protocol.state import State
 
@@ -58,7 +58,15 @@ class Domain(Protocol):
 
 # The order is the order of table registration and of the invariant checks; end-of-block
 # steps are named, in their order, in transition.state_transition.
-DOMAINS: tuple[Domain, ...] = (accounts, subnets, staking, weights, channels, emission)
+DOMAINS: tuple[Domain, ...] = (
+    accounts,
+    subnets,
+    staking,
+    weights,
+    channels,
+    services,
+    emission,
+)
 
 
 def _index_kinds(domains: tuple[Domain, ...]) -> dict[int, TransactionKind]:

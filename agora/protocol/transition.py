@@ -24,6 +24,7 @@ from agora.protocol.blocks import (
 from agora.protocol.emission import process_block_emission, process_epochs
 from agora.protocol.errors import InvalidBlock, ProtocolError, StateRootMismatch
 from agora.protocol.kinds import BlockContext
+from agora.protocol.services import process_recent_block_hashes, process_service_expiries
 from agora.protocol.state import RowChange, State, compute_lattice_root
 from agora.protocol.subnets import process_registration_prices
 from agora.protocol.transactions import (
@@ -67,15 +68,18 @@ def state_transition(
     2. apply each transaction, in order: the stateless checks, then the fee and nonce, then
        the kind's handler; a transaction that fails gets a failed receipt with its error
        code, and only its handler's writes are undone;
-    3. decay every subnet's registration price;
-    4. mint the block's emission into the subnets' pending emission;
-    5. run the epochs that are due (Yuma, and the payouts);
-    6. commit: fold the rows the block changed into the state's lattice;
-    7. check the root: the lattice's root must be the one the header claims. A sequencer
+    3. remember the parent block's hash (services' endpoint proofs name a recent block);
+    4. expire the services whose time to live ends at this block, bonds back to owners;
+    5. decay every subnet's registration price;
+    6. mint the block's emission into the subnets' pending emission;
+    7. run the epochs that are due (Yuma, and the payouts);
+    8. commit: fold the rows the block changed into the state's lattice;
+    9. check the root: the lattice's root must be the one the header claims. A sequencer
        sealing its own block (``seal=True``, from ``build_block``) fills the root in instead.
 
     A new domain with work at the end of every block (enact proposals, expire records) adds
-    its named step between 5 and 6, at the place its order requires. On any error the state
+    its named step between 7 and 8, or earlier where its order requires (an order change
+    changes state roots). On any error the state
     is left exactly as it was. ``verified_signatures`` holds hashes of transactions whose
     signatures the caller verified already (the sequencer, at admission).
     """
@@ -90,6 +94,8 @@ def state_transition(
             process_transaction(state, raw, context, verified_signatures)
             for raw in block.transactions
         ]
+        process_recent_block_hashes(state, context)
+        process_service_expiries(state, context)
         process_registration_prices(state, context)
         process_block_emission(state, context)
         process_epochs(state, context)
