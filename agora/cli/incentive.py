@@ -90,7 +90,8 @@ def subnet_create(
 @user_errors
 def subnet_list(node: NodeOption = None, json_mode: JsonOption = False) -> None:
     """List the subnets."""
-    result = with_client(node, lambda client: client.request("GET", "/v1/subnets"))
+    subnets = with_client(node, lambda client: client.list_subnets())
+    result = {"subnets": subnets}
 
     def show(console: Console) -> None:
         table = Table("netuid", "task", "owner", "neurons", "tempo", "registration price")
@@ -119,8 +120,7 @@ def subnet_show(
     json_mode: JsonOption = False,
 ) -> None:
     """Show a subnet's metagraph as a table."""
-    path = f"/v1/subnets/{netuid}/metagraph" + ("?matrices=1" if matrices else "")
-    result = with_client(node, lambda client: client.request("GET", path))
+    result = with_client(node, lambda client: client.get_metagraph(netuid, matrices=matrices))
 
     def show(console: Console) -> None:
         subnet = result["subnet"]
@@ -209,7 +209,7 @@ def neuron_register(
     from agora.wallet.keystore import Keystore
 
     hot = Keystore(wallet_root(wallet_dir)).load_hotkey(wallet, hotkey)
-    subnet = with_client(node, lambda client: client.request("GET", f"/v1/subnets/{netuid}"))
+    subnet = with_client(node, lambda client: client.get_subnet(netuid))
     price = format_agr(subnet["burn"])
     if not yes and not typer.confirm(f"Burn {price} to register on subnet {netuid}?", err=True):
         raise CliError("registration cancelled")
@@ -275,7 +275,7 @@ def stake_show(
 ) -> None:
     """Show a hotkey's owner, take, total stake and stakers."""
     decode_address(hotkey)
-    result = with_client(node, lambda client: client.request("GET", f"/v1/hotkeys/{hotkey}"))
+    result = with_client(node, lambda client: client.get_hotkey(hotkey))
 
     def show(console: Console) -> None:
         console.print(
