@@ -7,7 +7,8 @@ Files, bottom layer first (imports go down, never up, and never inside a functio
 - ``state.py``: the state (typed tables), its write journal and its lattice-hash commitment.
 - ``kinds.py``: what every transaction kind shares (``Transaction``, ``BlockContext``,
   ``TransactionKind``), below the domain modules.
-- ``consensus/``: Yuma and the stateless rules around it (pure functions of plain values).
+- ``consensus/``: Yuma and the stateless rules around it (pure functions of plain values);
+  ``federation.py``: the fixed-point models of federated subnets and their integer aggregate.
 - The domain modules, one shape each (``domains.Domain``): ``accounts.py`` accounts, fees,
   transfers; ``staking.py``, ``subnets.py``, ``weights.py`` (with ``weight_commits.py``, the
   commits table both subnets and weights touch), ``channels.py`` payment channels and their
