@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -145,3 +146,26 @@ class NodeClient:
         answer = await self.request("GET", f"/v1/channels?{query}")
         channels: list[dict[str, Any]] = answer["channels"]
         return channels
+
+    async def list_services(
+        self,
+        *,
+        tag: str | None = None,
+        owner: str | None = None,
+        netuid: int | None = None,
+        max_price: int | None = None,
+        unit: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Live services matching every filter given, cheapest first."""
+        filters = {"tag": tag, "owner": owner, "netuid": netuid, "max_price": max_price}
+        filters["unit"] = unit
+        query = urlencode({name: value for name, value in filters.items() if value is not None})
+        answer = await self.request("GET", f"/v1/services?{query}")
+        services: list[dict[str, Any]] = answer["services"]
+        return services
+
+    async def get_service(self, service_id: bytes | str) -> dict[str, Any]:
+        """A live service by id (bytes, or 0x-hex); NodeApiError 3004 if there is none."""
+        ident = to_hex(service_id) if isinstance(service_id, bytes) else service_id
+        answer: dict[str, Any] = await self.request("GET", f"/v1/services/{ident}")
+        return answer
