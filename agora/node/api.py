@@ -284,7 +284,8 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
     queue = node.subscribe()
     streams = request.app[STREAMS]
     task = asyncio.current_task()
-    streams.add(task)
+    if task is not None:
+        streams.add(task)
     try:
         await response.prepare(request)
         while True:
@@ -308,7 +309,8 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
 
 async def _end_streams(app: web.Application) -> None:
     """A stopping node ends its open streams; aiohttp would otherwise wait up to 60 s."""
-    for task in list(app[STREAMS]):
+    streams: set[asyncio.Task[Any]] = app[STREAMS]
+    for task in list(streams):
         task.cancel()
 
 

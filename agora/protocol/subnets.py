@@ -65,7 +65,7 @@ NO_HOTKEY = Address(bytes(32))
 MAX_UIDS_LIMIT = 4096
 # The owner's uids that pruning never picks (the chain's ``ImmuneOwnerUidsLimit``).
 IMMUNE_OWNER_UIDS_LIMIT = 1
-TASK_KINDS = ("embedding", "generation", "classification", "custom")
+TASK_KINDS = ("embedding", "generation", "classification", "federated", "custom")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
