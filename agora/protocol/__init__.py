@@ -13,7 +13,9 @@ Files, bottom layer first (imports go down, never up, and never inside a functio
   transfers; ``staking.py``, ``subnets.py``, ``weights.py`` (with ``weight_commits.py``, the
   commits table both subnets and weights touch), ``channels.py`` payment channels and their
   vouchers, ``services.py`` the service registry (agents selling work), its endpoint proofs
-  and expiry, ``emission.py`` emission and epochs.
+  and expiry, ``emission.py`` emission and epochs, ``voting_power.py`` verified contribution
+  (what epochs paid for work) and vote locks, ``governance.py`` proposals, tracks, votes,
+  timelocked enactment and treasury spends.
 - ``domains.py``: the list of domain modules, their shape, the index of their kinds, and the
   checklist for adding a domain.
 - ``transactions.py``: the envelope's canonical encoding, signing, ``validate_basic``;

@@ -30,7 +30,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agora.protocol import accounts, channels, emission, services, staking, subnets, weights
+from agora.protocol import (
+    accounts,
+    channels,
+    emission,
+    governance,
+    services,
+    staking,
+    subnets,
+    voting_power,
+    weights,
+)
 from agora.protocol.kinds import TransactionKind
 from agora.protocol.state import State
 
@@ -66,6 +76,8 @@ DOMAINS: tuple[Domain, ...] = (
     channels,
     services,
     emission,
+    voting_power,
+    governance,
 )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agora.protocol import domains
+from agora.protocol import domains, governance
 from agora.protocol.accounts import MAX_AMOUNT, Account
 from agora.protocol.address import decode_address
 from agora.protocol.blocks import ZERO_HASH, BlockHeader, compute_block_hash
@@ -51,6 +51,7 @@ def create_genesis_state(genesis: Any) -> State:
     state.set_params(params_from_json(genesis.get("params", {})))
     supply = _apply_balances(state, genesis.get("balances", {}))
     state.set_ledger("genesis_supply", supply)
+    governance.apply_genesis(state, genesis)
     # A domain that reads the genesis document adds its named step here.
     lattice, _ = state.compute_commit()
     state.finish_block(lattice)

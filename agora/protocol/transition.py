@@ -23,6 +23,7 @@ from agora.protocol.blocks import (
 )
 from agora.protocol.emission import process_block_emission, process_epochs
 from agora.protocol.errors import InvalidBlock, ProtocolError, StateRootMismatch
+from agora.protocol.governance import process_proposals_due
 from agora.protocol.kinds import BlockContext
 from agora.protocol.services import process_recent_block_hashes, process_service_expiries
 from agora.protocol.state import RowChange, State, compute_lattice_root
@@ -73,13 +74,15 @@ def state_transition(
     5. decay every subnet's registration price;
     6. mint the block's emission into the subnets' pending emission;
     7. run the epochs that are due (Yuma, and the payouts);
-    8. commit: fold the rows the block changed into the state's lattice;
-    9. check the root: the lattice's root must be the one the header claims. A sequencer
-       sealing its own block (``seal=True``, from ``build_block``) fills the root in instead.
+    8. close, enact or pay the governance proposals due at this block (after the epochs, so
+       an enactment sees this block's payouts);
+    9. commit: fold the rows the block changed into the state's lattice;
+    10. check the root: the lattice's root must be the one the header claims. A sequencer
+        sealing its own block (``seal=True``, from ``build_block``) fills the root in instead.
 
-    A new domain with work at the end of every block (enact proposals, expire records) adds
-    its named step between 7 and 8, or earlier where its order requires (an order change
-    changes state roots). On any error the state
+    A new domain with work at the end of every block (expire records, close rounds) adds its
+    named step between 8 and 9, or earlier where its order requires (moving a step changes
+    state roots). On any error the state
     is left exactly as it was. ``verified_signatures`` holds hashes of transactions whose
     signatures the caller verified already (the sequencer, at admission).
     """
@@ -99,6 +102,7 @@ def state_transition(
         process_registration_prices(state, context)
         process_block_emission(state, context)
         process_epochs(state, context)
+        process_proposals_due(state, context)
         # End-of-block steps of new domains go here, each named, in protocol order.
         lattice, changes = state.compute_commit()
         state_root = compute_lattice_root(lattice)
