@@ -33,7 +33,7 @@ from agora.gateway.catalog import Market
 from agora.gateway.config import LEVELS
 from agora.gateway.errors import BadRequest, GatewayError
 from agora.gateway.service import Outcome
-from agora.miner.payments import format_agr_amount
+from agora.payments.prices import format_agr_amount
 from agora.tasks import embedding, generation
 
 DEFAULT_MAX_TOKENS = 256

@@ -29,10 +29,11 @@ from agora.client.participant import (
     publish_endpoint,
 )
 from agora.errors import AgoraError
-from agora.miner.payments import PaymentGate, Price
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView
 from agora.neuron.server import Caller, NeuronServer
+from agora.payments.gate import PaymentGate, PaymentGateConfig
+from agora.payments.prices import Price
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.tasks.registry import get_task, load_backend
 from agora.wallet.keys import Keypair
@@ -97,14 +98,14 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
         gate = None
         if config.price is not None:
             chain = await client.get_chain()
-            gate = PaymentGate(
-                client=client,
+            gate_config = PaymentGateConfig(
                 hotkey=config.hotkey,
                 netuid=config.netuid,
                 task_kind=subnet.task_kind,
                 price=Price.parse(config.price),
                 chain_id=chain["chain_id"],
             )
+            gate = PaymentGate(gate_config, client)
         handler = _make_handler(config, task, backend, metagraph, peers, gate)
         server.add_route(task.ROUTE, handler, public=True)
         server.add_get("/info", _make_info(config, subnet.task_kind, backend, gate))

@@ -16,8 +16,9 @@ A signed request (``add_route``: POST, JSON object in, JSON object out) goes thr
    the highest stake first (ties in arrival order), at most ``max_queue`` of them and at most
    ``handler_timeout_s`` each (3411, 503);
 10. the handler, within ``handler_timeout_s`` (3410, 504). An ``AgoraError`` it raises is
-    answered with its code, name and message, and status 400 unless its class has an
-    ``http_status``; anything else is logged and answered 3413 (500).
+    answered in the error envelope of ``agora.errors`` (its code, name, message and any
+    details), with status 400 unless its class has an ``http_status``; anything else is
+    logged and answered 3413 (500).
 
 Steps 2-4 come first because they are the only ones an impostor can reach: nothing is
 recorded and no allowance is spent until the caller is proven; registration comes before the
@@ -50,7 +51,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agora.errors import AgoraError
+from agora.errors import AgoraError, encode_error
 from agora.neuron.auth import (
     CALLEE_HEADER,
     CALLER_HEADER,
@@ -336,17 +337,11 @@ class NeuronServer:
 
     def _answer_error(self, error: AgoraError, caller: bytes, nonce: int) -> web.Response:
         status = getattr(error, "http_status", 400)
-        return self._answer(status, encode_error(error), caller, nonce)
+        return self._answer(status, orjson.dumps(encode_error(error)), caller, nonce)
 
     def _refuse(self, request: web.BaseRequest, error: AgoraError) -> web.Response:
         """A refusal before the caller is proven: bound to no caller, the claimed nonce."""
         return self._answer_error(error, UNAUTHENTICATED, _read_claimed_nonce(request))
-
-
-def encode_error(error: AgoraError) -> bytes:
-    """The node API's error shape, so one client code path reads both."""
-    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
-    return orjson.dumps(body)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
