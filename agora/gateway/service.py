@@ -177,28 +177,30 @@ class SpendMeter:
             self.spent += amount
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayParts:
+    """What a ``Gateway`` works with, built by ``server.run_gateway`` (or a test)."""
+
+    catalog: Catalog
+    router: Router
+    channels: ChannelManager
+    store: GatewayStore
+    neurons: NeuronClient
+    rng: random.Random
+    clock: Callable[[], float] = time.time
+
+
 class Gateway:
-    def __init__(
-        self,
-        config: GatewayConfig,
-        *,
-        catalog: Catalog,
-        router: Router,
-        channels: ChannelManager,
-        store: GatewayStore,
-        neurons: NeuronClient,
-        rng: random.Random,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, config: GatewayConfig, parts: GatewayParts) -> None:
         self.config = config
-        self.catalog = catalog
-        self.router = router
-        self.channels = channels
-        self.store = store
-        self.neurons = neurons
-        self.rng = rng
-        self.clock = clock
-        self.meter = SpendMeter(config.daily_limit, store, clock)
+        self.catalog = parts.catalog
+        self.router = parts.router
+        self.channels = parts.channels
+        self.store = parts.store
+        self.neurons = parts.neurons
+        self.rng = parts.rng
+        self.clock = parts.clock
+        self.meter = SpendMeter(config.daily_limit, parts.store, parts.clock)
 
     # --- the entry point -----------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from agora.client.participant import (
 from agora.errors import AgoraError
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView
-from agora.neuron.server import Caller, NeuronServer
+from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
 from agora.payments.gate import PaymentGate, PaymentGateConfig
 from agora.payments.prices import Price
 from agora.protocol.params import BASE_UNITS_PER_AGR
@@ -93,7 +93,7 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
         await metagraph.refresh()
         # Paying callers (a gateway) have no stake: a miner that sells gives them more room.
         rate = PAYING_CALLER_RATE if config.price is not None else DEFAULT_CALLER_RATE
-        server = NeuronServer(config.hotkey, metagraph, rate_per_s=rate)
+        server = NeuronServer(config.hotkey, metagraph, NeuronServerConfig(rate_per_s=rate))
         peers = NeuronClient(config.hotkey, timeout_s=10.0)
         gate = None
         if config.price is not None:

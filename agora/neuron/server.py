@@ -113,6 +113,21 @@ class _Route:
     digest: bytes  # blake3 of "POST <path>", signed by callers
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeuronServerConfig:
+    """A server's limits (the module docstring says where each applies)."""
+
+    handler_timeout_s: float = 30.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    freshness_s: float = 60.0
+    max_concurrency: int = 64
+    max_queue: int = 1024
+    rate_per_s: float = 20.0
+    rate_stake_unit: int = DEFAULT_RATE_STAKE_UNIT
+    max_rate_per_s: float = 10_000.0
+    burst_s: float = 2.0
+
+
 class NeuronServer:
     """One participant's HTTP server: signed POST routes, unsigned GET routes, signed answers."""
 
@@ -120,27 +135,20 @@ class NeuronServer:
         self,
         keypair: Keypair,
         metagraph: MetagraphView | None,
-        *,
-        handler_timeout_s: float = 30.0,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        freshness_s: float = 60.0,
-        max_concurrency: int = 64,
-        max_queue: int = 1024,
-        rate_per_s: float = 20.0,
-        rate_stake_unit: int = DEFAULT_RATE_STAKE_UNIT,
-        max_rate_per_s: float = 10_000.0,
-        burst_s: float = 2.0,
+        config: NeuronServerConfig | None = None,
     ) -> None:
+        config = NeuronServerConfig() if config is None else config
         self.keypair = keypair
         self.metagraph = metagraph
-        self.handler_timeout_s = handler_timeout_s
-        self.max_body_bytes = max_body_bytes
+        self.config = config
         self._routes: dict[str, _Route] = {}
         self._gets: dict[str, GetHandler] = {}
         self._addresses = AddressCache()
-        self._nonces = NonceWindow(int(freshness_s * 1_000_000))
-        self._rates = RateLimiter(rate_per_s, rate_stake_unit, max_rate_per_s, burst_s)
-        self._gate = PriorityGate(max_concurrency, max_queue)
+        self._nonces = NonceWindow(int(config.freshness_s * 1_000_000))
+        self._rates = RateLimiter(
+            config.rate_per_s, config.rate_stake_unit, config.max_rate_per_s, config.burst_s
+        )
+        self._gate = PriorityGate(config.max_concurrency, config.max_queue)
         self._runner: web.ServerRunner | None = None
         self._url = ""
 
@@ -255,9 +263,9 @@ class NeuronServer:
         return caller_key, nonce, raw
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        too_large = BodyTooLarge(f"the request body exceeds {self.max_body_bytes} bytes")
+        too_large = BodyTooLarge(f"the request body exceeds {self.config.max_body_bytes} bytes")
         length = request.content_length
-        if length is not None and length > self.max_body_bytes:
+        if length is not None and length > self.config.max_body_bytes:
             raise too_large
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -271,7 +279,7 @@ class NeuronServer:
         size = 0
         while chunk := await request.content.read(1 << 16):
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > self.config.max_body_bytes:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
@@ -293,24 +301,24 @@ class NeuronServer:
         if self._gate.try_acquire():
             return
         try:
-            async with asyncio.timeout(self.handler_timeout_s):
+            async with asyncio.timeout(self.config.handler_timeout_s):
                 await self._gate.acquire(caller.stake)
         except TimeoutError:
             raise Overloaded(
-                f"no handler slot came free within {self.handler_timeout_s} s; retry later"
+                f"no handler slot came free within {self.config.handler_timeout_s} s; retry later"
             ) from None
 
     async def _run_handler(self, work: Awaitable[dict[str, Any]]) -> bytes:
         """Step 10: the handler's answer, encoded; its failures as neuron errors."""
         try:
-            async with asyncio.timeout(self.handler_timeout_s) as scope:
+            async with asyncio.timeout(self.config.handler_timeout_s) as scope:
                 result = await work
         except AgoraError:
             raise
         except TimeoutError:
             if scope.expired():
                 raise HandlerTimeout(
-                    f"the handler did not answer within {self.handler_timeout_s} s"
+                    f"the handler did not answer within {self.config.handler_timeout_s} s"
                 ) from None
             log.exception("neuron handler failed")
             raise HandlerFailed("the handler failed: TimeoutError") from None
