@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agora.amounts import format_agr
 from agora.errors import AgoraError
 from agora.gateway.catalog import Catalog, Market, Offer
 from agora.gateway.channels import ChannelManager, Ticket
@@ -40,7 +41,6 @@ from agora.gateway.verification import CHECKS, Sample, find_majority
 from agora.neuron.client import NeuronClient
 from agora.neuron.errors import RemoteError
 from agora.payments.errors import ChannelExpiring, VoucherRefused, decode_payment_error
-from agora.payments.prices import format_agr_amount
 from agora.payments.vouchers import make_payment
 from agora.tasks.base import (
     TASK_CODES,
@@ -161,9 +161,9 @@ class SpendMeter:
         self.get_day()
         if self.limit is not None and self.spent + self.reserved + amount > self.limit:
             raise SpendLimitReached(
-                f"this request could cost up to {format_agr_amount(amount)} AGR; "
-                f"{format_agr_amount(self.spent + self.reserved)} of the daily limit of "
-                f"{format_agr_amount(self.limit)} AGR is spent or under way (UTC day {self.day})"
+                f"this request could cost up to {format_agr(amount)}; "
+                f"{format_agr(self.spent + self.reserved, unit=False)} of the daily limit of "
+                f"{format_agr(self.limit)} is spent or under way (UTC day {self.day})"
             )
 
     def reserve(self, amount: int) -> None:

@@ -1,5 +1,7 @@
 """The miner process: serve one subnet task over the neuron protocol.
 
-- ``miner.py``: ``MinerConfig`` and ``run_miner``: register, load the task's backend, serve
-  staked callers free and paying callers through ``agora.payments``' gate.
+Files:
+- ``miner.py``: ``MinerConfig`` and ``run_miner``: join the subnet, load the task's backend,
+  serve validators (by stake) and paying callers (by voucher, through ``agora.payments``'
+  gate); honest or cheating behaviours for devnets and tests.
 """

@@ -3,8 +3,7 @@
 
 The pure half (no I/O, integers only):
 - ``prices.py``: ``Price`` (base units per request, item or thousand tokens), its text and
-  its place in a published endpoint (``parse_endpoint``), the cost of a request, and
-  ``format_agr_amount``;
+  its place in a published endpoint (``parse_endpoint``), and the cost of a request;
 - ``vouchers.py``: the voucher on the wire, under a request's ``"payment"`` key;
 - ``books.py``: the seller's books: what it knows of each channel, the checks on a voucher
   and the credit rule that keeps it paid for every request that succeeded and for none that

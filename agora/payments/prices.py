@@ -9,6 +9,7 @@ A miner sells its task at ``Price``: base units per unit, the unit being one of
 ``Price.compute_cost(task_kind, request)`` is that number, in base units (rounded up). The
 price is published on chain in the endpoint's fragment, ``http://h:p#price=1000000&per=request``
 (``Price.attach``; ``parse_endpoint`` reads it back): a fragment is never sent to a server.
+Amounts are read and written in AGR by ``agora.amounts``.
 
 Pure: no I/O, integers only.
 """
@@ -16,12 +17,11 @@ Pure: no I/O, integers only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from agora.amounts import InvalidAmount, format_agr, parse_agr
 from agora.payments.errors import InvalidPrice
-from agora.protocol.params import BASE_UNITS_PER_AGR
 
 UNITS = ("request", "item", "1k-tokens")
 CHARS_PER_TOKEN = 4
@@ -45,16 +45,13 @@ class Price:
         """``"0.001/request"`` (AGR per unit); a bare amount is per request."""
         amount_text, _, unit = text.strip().partition("/")
         try:
-            value = Decimal(amount_text.strip())
-        except InvalidOperation:
-            raise InvalidPrice(f"{text!r}: write a price like 0.001/request") from None
-        base_units = value * BASE_UNITS_PER_AGR
-        if not value.is_finite() or base_units != base_units.to_integral_value():
-            raise InvalidPrice(f"{text!r}: AGR amounts have at most 9 decimals")
-        return cls(amount=int(base_units), per=unit.strip() or "request")
+            amount = parse_agr(amount_text.strip())
+        except InvalidAmount as error:
+            raise InvalidPrice(f"price {text!r}: {error.message}") from None
+        return cls(amount=amount, per=unit.strip() or "request")
 
     def to_text(self) -> str:
-        return f"{format_agr_amount(self.amount)}/{self.per}"
+        return f"{format_agr(self.amount, unit=False)}/{self.per}"
 
     def to_json(self) -> dict[str, Any]:
         return {"amount": self.amount, "per": self.per, "text": self.to_text()}
@@ -85,12 +82,6 @@ def parse_endpoint(endpoint: str) -> tuple[str, Price | None]:
         return url, Price(amount=amount, per=per)
     except (KeyError, ValueError, InvalidPrice):
         return url, None
-
-
-def format_agr_amount(base_units: int) -> str:
-    """``1_500_000`` -> ``"0.0015"`` (AGR, exact)."""
-    whole, fraction = divmod(base_units, BASE_UNITS_PER_AGR)
-    return f"{whole}.{fraction:09d}".rstrip("0").rstrip(".")
 
 
 def count_items(task_kind: str, request: Any) -> int:

@@ -7,6 +7,8 @@
 - ``generation``: chat with SmolLM2-135M-Instruct; answers checked by recomputed logits.
 - ``generation_model``: SmolLM2-135M-Instruct in-process (``SmolLM2Backend``), and its cache of
   weights de-quantized from the GGUF file.
+- ``federated``: a model trained by data contributors whose rows never leave them; scored by
+  leave-one-out improvement on held-out rows, aggregated by ``protocol.federation``.
 - ``forward``: backends that forward a task to an OpenAI-compatible inference engine.
 - ``registry``: task kind to module, and backend specs (``local``, ``openai:URL#MODEL``).
 - ``data/corpus.txt``: the sentences embedding challenges are built from.
