@@ -297,6 +297,7 @@ OPENAPI: dict[str, Any] = {
                             "code": {"type": "integer"},
                             "name": {"type": "string"},
                             "message": {"type": "string"},
+                            "details": {"type": "object"},
                         },
                     }
                 },
