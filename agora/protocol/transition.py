@@ -4,6 +4,14 @@
 apply each transaction, run the end-of-block steps of every domain (epochs, emission), commit
 the state and check the root. ``build_block`` runs the very same steps for the sequencer that
 seals a block, and fills in the roots instead of checking them.
+
+A transaction that fails before its fee is charged (bytes that do not decode, a bad
+signature, another chain, a wrong nonce, a fee the sender cannot pay) changed nothing and
+paid nothing, so it takes no block space: ``build_block`` leaves it out of the block and
+reports it in ``AppliedBlock.refused``, and ``apply_block`` refuses a block that holds one.
+Leaving it out changes no other outcome, because it touched no state; every node that
+builds from the same ordered bytes therefore seals the same block. Without this rule an
+account holding one fee could fill blocks with transactions that never pay.
 """
 
 from __future__ import annotations
@@ -39,9 +47,26 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppliedBlock:
+    """A sealed or applied block, a receipt per transaction in it, and the rows it changed.
+
+    ``outcomes`` has a receipt for every transaction processed, in the order given: those
+    of the block, and a failed one (``fee_paid`` 0, no sender) for each that ``build_block``
+    left out because it could not pay its fee (``refused``).
+    """
+
     block: Block
     receipts: list[Receipt]
     changes: list[RowChange]
+    outcomes: tuple[Receipt, ...] = ()
+
+    @property
+    def refused(self) -> list[Receipt]:
+        return [receipt for receipt in self.outcomes if is_refused(receipt)]
+
+
+def is_refused(receipt: Receipt) -> bool:
+    """True for a transaction that failed before paying its fee (it belongs in no block)."""
+    return receipt.sender is None
 
 
 def state_transition(state: State, block: Block) -> list[Receipt]:
@@ -57,6 +82,12 @@ def apply_block(state: State, block: Block) -> AppliedBlock:
         raise InvalidBlock(f"block {block.header.height}: transactions root does not match")
     try:
         receipts = _execute(state, block.header.height, block.header.timestamp, block.transactions)
+        unpaid = [i for i, receipt in enumerate(receipts) if is_refused(receipt)]
+        if unpaid:
+            raise InvalidBlock(
+                f"block {block.header.height}: transaction {unpaid[0]} pays no fee "
+                f"({receipts[unpaid[0]].message}); such a transaction belongs in no block"
+            )
         lattice, changes = state.compute_commit()
         state_root = compute_lattice_root(lattice)
         if state_root != block.header.state_root:
@@ -69,7 +100,7 @@ def apply_block(state: State, block: Block) -> AppliedBlock:
         raise
     state.finish_block(lattice)
     _advance_head(state, block.header)
-    return AppliedBlock(block=block, receipts=receipts, changes=changes)
+    return AppliedBlock(block=block, receipts=receipts, changes=changes, outcomes=tuple(receipts))
 
 
 def build_block(
@@ -81,18 +112,22 @@ def build_block(
     """Seal the next block from ordered transaction bytes (the sequencer's side).
 
     ``verified_signatures`` holds hashes of transactions whose signatures the caller has
-    already verified, so that a sequencer does not verify its own admissions twice.
+    already verified, so that a sequencer does not verify its own admissions twice. At most
+    ``max_block_transactions`` of ``transactions`` are processed; those that cannot pay their
+    fee are left out of the block (see the module docstring).
     """
     timestamp = max(timestamp, state.head.timestamp)
     height = state.head.height + 1
-    selected = tuple(transactions[: state.params.max_block_transactions])
+    processed = tuple(transactions[: state.params.max_block_transactions])
     try:
-        receipts = _execute(state, height, timestamp, selected, verified_signatures)
+        outcomes = _execute(state, height, timestamp, processed, verified_signatures)
         lattice, changes = state.compute_commit()
     except BaseException:
         state.rollback_block()
         raise
     state.finish_block(lattice)
+    included = [(raw, r) for raw, r in zip(processed, outcomes, strict=True) if not is_refused(r)]
+    receipts = [receipt for _, receipt in included]
     header = BlockHeader(
         height=height,
         parent_hash=state.head.block_hash,
@@ -102,7 +137,10 @@ def build_block(
     )
     _advance_head(state, header)
     return AppliedBlock(
-        block=Block(header=header, transactions=selected), receipts=receipts, changes=changes
+        block=Block(header=header, transactions=tuple(raw for raw, _ in included)),
+        receipts=receipts,
+        changes=changes,
+        outcomes=tuple(outcomes),
     )
 
 
