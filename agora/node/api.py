@@ -33,6 +33,8 @@ from agora.node.wire import (
     header_to_json,
     metagraph_to_json,
     receipt_to_json,
+    service_id_from_text,
+    service_to_json,
     subnet_to_json,
     to_hex,
 )
@@ -41,8 +43,15 @@ from agora.protocol.address import decode_address, encode_address
 from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
 from agora.protocol.codec import U16, U64
 from agora.protocol.errors import ProtocolError
+from agora.protocol.services import Service, ServiceNotFound, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
-from agora.protocol.subnets import get_subnet, get_subnets, get_uid, iterate_subnet_ids
+from agora.protocol.subnets import (
+    get_neuron,
+    get_subnet,
+    get_subnets,
+    get_uid,
+    iterate_subnet_ids,
+)
 from agora.protocol.transactions import encode_transaction, transaction_from_json
 from agora.protocol.transition import AppliedBlock
 
@@ -87,6 +96,8 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/hotkeys/{address}", get_hotkey_route),
         web.get("/v1/channels", list_channels),
         web.get("/v1/channels/{id}", get_channel_route),
+        web.get("/v1/services", list_services),
+        web.get("/v1/services/{id}", get_service_route),
         web.get("/v1/openapi.json", openapi),
         web.get("/health", health),
         web.get("/metrics", metrics),
@@ -300,7 +311,8 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
     queue = node.subscribe()
     streams = request.app[STREAMS]
     task = asyncio.current_task()
-    streams.add(task)
+    if task is not None:
+        streams.add(task)
     try:
         await response.prepare(request)
         while True:
@@ -374,7 +386,8 @@ async def _write_behind(
 
 async def _end_streams(app: web.Application) -> None:
     """A stopping node ends its open streams; aiohttp would otherwise wait up to 60 s."""
-    for task in list(app[STREAMS]):
+    streams: set[asyncio.Task[Any]] = app[STREAMS]
+    for task in list(streams):
         task.cancel()
 
 
@@ -447,6 +460,74 @@ async def get_channel_route(request: web.Request) -> web.Response:
     except ChannelNotFound as error:
         raise NotFound(error.message) from None
     return json_response(channel_to_json(channel_id, channel))
+
+
+def compute_service_reputation(state: Any, service: Service) -> dict[str, int]:
+    """What the ledger measured of a service: the amounts settled by claims of channels that
+    pay its owner on its subnet, from how many payers, and the owner's incentive there when
+    it is also a miner of the subnet (u16, 0 otherwise)."""
+    channels = [
+        channel
+        for _, channel in get_channels(state, payee=service.owner)
+        if channel.netuid == service.netuid
+    ]
+    uid = get_uid(state, service.netuid, service.owner)
+    incentive = 0 if uid is None else get_neuron(state, service.netuid, uid).incentive_u16
+    return {
+        "settled": sum(channel.claimed for channel in channels),
+        "channels": len(channels),
+        "payers": len({channel.payer for channel in channels}),
+        "incentive_u16": incentive,
+    }
+
+
+def _parse_query_int(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        return U64.from_json(int(text), name)
+    except (ValueError, ProtocolError):
+        raise MalformedRequest(f"{name}: expected a non-negative integer") from None
+
+
+async def list_services(request: web.Request) -> web.Response:
+    """Live services: ``?tag=``, ``?owner=agr1...``, ``?netuid=``, ``?max_price=`` (base
+    units) with ``?unit=`` (call, 1k-tokens, second) filter them; cheapest first."""
+    state = request.app[NODE].state
+    owner = request.query.get("owner")
+    tag, unit = request.query.get("tag"), request.query.get("unit")
+    netuid, max_price = _parse_query_int(request, "netuid"), _parse_query_int(request, "max_price")
+    services = [
+        (service_id, service)
+        for service_id, service in get_services(
+            state, owner=None if owner is None else decode_address(owner)
+        )
+        if (tag is None or tag in service.tags)
+        and (unit is None or service.price_unit == unit)
+        and (netuid is None or service.netuid == netuid)
+        and (max_price is None or service.price_amount <= max_price)
+    ]
+    services.sort(key=lambda item: (item[1].price_amount, item[0]))
+    return json_response(
+        {
+            "services": [
+                service_to_json(i, s, compute_service_reputation(state, s)) for i, s in services
+            ]
+        }
+    )
+
+
+async def get_service_route(request: web.Request) -> web.Response:
+    state = request.app[NODE].state
+    service_id = service_id_from_text(request.match_info["id"])
+    try:
+        service = get_service(state, service_id)
+    except ServiceNotFound as error:
+        raise NotFound(error.message) from None
+    return json_response(
+        service_to_json(service_id, service, compute_service_reputation(state, service))
+    )
 
 
 async def faucet(request: web.Request) -> web.Response:

@@ -12,7 +12,11 @@ Files:
   invariants and the error hierarchy with stable codes.
 - ``domains.py``: the list of domain modules; ``accounts.py`` is accounts, fees, transfers;
   ``subnets.py``, ``staking.py``, ``weights.py``, ``emission.py`` the incentive layer
-  (``consensus/`` holds Yuma); ``channels.py`` payment channels and their vouchers.
+  (``consensus/`` holds Yuma); ``channels.py`` payment channels and their vouchers;
+  ``federation.py`` the fixed-point models of federated subnets and their integer aggregate.
+  ``services.py`` the service registry (agents selling work), its endpoint proofs and expiry;
+  ``governance.py`` proposals, tracks, votes, timelocked enactment and treasury spends;
+  ``voting_power.py`` verified contribution (what epochs paid for work) and vote locks.
 
 Rules: no I/O, no clock, no randomness, no floats. Time and seeds arrive in the block.
 """

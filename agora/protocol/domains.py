@@ -10,7 +10,28 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from agora.protocol import accounts, channels, emission, staking, subnets, weights
+from agora.protocol import (
+    accounts,
+    channels,
+    emission,
+    governance,
+    services,
+    staking,
+    subnets,
+    voting_power,
+    weights,
+)
 
-# Order matters only for end-of-block steps: emission's runs after every transaction.
-DOMAINS: tuple[ModuleType, ...] = (accounts, subnets, staking, weights, channels, emission)
+# Order matters only for end-of-block steps: emission's runs after every transaction, then
+# governance closes, enacts and pays what is due at the block (with this block's epochs paid).
+DOMAINS: tuple[ModuleType, ...] = (
+    accounts,
+    subnets,
+    staking,
+    weights,
+    channels,
+    services,
+    emission,
+    voting_power,
+    governance,
+)

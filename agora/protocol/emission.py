@@ -3,7 +3,8 @@
 At the end of every block:
 1. registration prices decay (``subnets.process_registration_prices``);
 2. the block's emission is minted: ``initial_block_emission`` halved every
-   ``halving_interval_blocks``, never past ``supply_cap``; it is shared among subnets by their
+   ``halving_interval_blocks``, never past ``supply_cap``; the treasury takes its governable
+   share ``treasury_emission_u16``, and the rest is shared among subnets by their
    ``emission_share`` and accumulates in each subnet's ``pending_emission``;
 3. every subnet whose epoch falls on this block runs Yuma over its neurons and pays what it
    accumulated: the owner cut to the owner, incentive to each miner's coldkey, dividends to
@@ -24,7 +25,8 @@ from agora.protocol.channels import get_fee_pool, set_fee_pool
 from agora.protocol.consensus.weights import compute_commit_block_for_mask
 from agora.protocol.consensus.yuma import EpochInputs, EpochResult, YumaParams
 from agora.protocol.consensus.yuma_fast import compute_epoch_fast
-from agora.protocol.staking import distribute_dividends, get_total_stake
+from agora.protocol.params import U16_ONE
+from agora.protocol.staking import distribute_dividends, get_hotkey, get_total_stake
 from agora.protocol.state import State
 from agora.protocol.subnets import (
     Subnet,
@@ -38,6 +40,7 @@ from agora.protocol.subnets import (
     set_subnet,
 )
 from agora.protocol.transactions import BlockContext
+from agora.protocol.voting_power import record_contribution
 
 
 def register_tables(state: State) -> None:
@@ -80,6 +83,10 @@ def process_block_emission(state: State, context: BlockContext) -> None:
     if amount == 0:
         return
     state.set_ledger("minted", state.get_ledger("minted") + amount)
+    # The treasury's governable share comes first; the subnets share the rest.
+    to_treasury = amount * params.treasury_emission_u16 // U16_ONE
+    state.set_ledger("treasury", state.get_ledger("treasury") + to_treasury)
+    amount -= to_treasury
     total_share = sum(subnet.emission_share for subnet in subnets)
     given = 0
     for subnet in subnets:
@@ -101,7 +108,7 @@ def process_epoch(state: State, netuid: int, context: BlockContext) -> None:
     result = None
     if subnet.n > 0:
         result = compute_epoch_fast(compute_epoch_inputs(state, subnet, to_neurons, context.height))
-        paid = process_epoch_result(state, subnet, result)
+        paid = process_epoch_result(state, subnet, result, context.height)
         if owner_cut:
             increase_balance(state, subnet.owner, owner_cut)
     else:
@@ -164,8 +171,12 @@ def compute_epoch_inputs(state: State, subnet: Subnet, emission: int, block: int
     )
 
 
-def process_epoch_result(state: State, subnet: Subnet, result: EpochResult) -> int:
-    """Store the epoch's outputs on each neuron and pay them; returns the total paid."""
+def process_epoch_result(state: State, subnet: Subnet, result: EpochResult, height: int) -> int:
+    """Store the epoch's outputs on each neuron and pay them; returns the total paid.
+
+    What each neuron earns is also its verified contribution, the part of voting power that
+    comes from measured work (``voting_power.record_contribution``).
+    """
     paid = 0
     for uid, neuron in enumerate(get_neurons(state, subnet.netuid)):
         set_neuron(
@@ -187,7 +198,11 @@ def process_epoch_result(state: State, subnet: Subnet, result: EpochResult) -> i
         )
         if result.miner_emission[uid]:
             increase_balance(state, neuron.coldkey, result.miner_emission[uid])
+            record_contribution(state, neuron.coldkey, result.miner_emission[uid], height)
         distribute_dividends(state, neuron.hotkey, result.validator_emission[uid])
+        if result.validator_emission[uid]:
+            owner = get_hotkey(state, neuron.hotkey).owner
+            record_contribution(state, owner, result.validator_emission[uid], height)
         paid += result.miner_emission[uid] + result.validator_emission[uid]
     return paid
 
