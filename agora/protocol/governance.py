@@ -68,6 +68,7 @@ from agora.protocol.codec import (
     encode_field,
 )
 from agora.protocol.errors import InvalidGenesis, InvariantViolated, ProtocolError
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.params import (
     BASE_UNITS_PER_AGR,
     PARAM_BOUNDS,
@@ -84,12 +85,6 @@ from agora.protocol.subnets import (
     get_subnets,
     set_hyperparameter_bounds,
     set_subnet,
-)
-from agora.protocol.transactions import (
-    BlockContext,
-    Transaction,
-    TransactionKind,
-    get_kinds,
 )
 from agora.protocol.voting_power import (
     get_contribution,
@@ -493,7 +488,9 @@ def get_ballot(state: State, proposal_id: int, voter: Address) -> Ballot | None:
 
 
 def decode_action(proposal: Proposal) -> Any:
-    return decode_field(get_kinds()[0][proposal.kind].body, proposal.action)
+    """The proposal's action: the body of one of this module's proposal kinds."""
+    kind = next(k for k in KINDS if k.kind == proposal.kind)
+    return decode_field(kind.body, proposal.action)
 
 
 def compute_contribution_power(state: State, contribution: int) -> int:
@@ -770,7 +767,7 @@ def submit_proposal(state: State, tx: Transaction, context: BlockContext, track:
     decrease_balance(state, tx.sender, rules.deposit)
     proposal_id = state.get_ledger("proposals")
     state.set_ledger("proposals", proposal_id + 1)
-    kind = next(k for k in get_kinds()[0].values() if type(tx.body) is k.body.cls)
+    kind = next(k for k in KINDS if type(tx.body) is k.body.cls)
     proposal = Proposal(
         id=proposal_id,
         proposer=tx.sender,
@@ -869,7 +866,7 @@ def extend_for_late_quorum(state: State, proposal: Proposal, height: int) -> Pro
 # --- end of block: closing, enacting, streaming --------------------------------------------------
 
 
-def process_end_block(state: State, context: BlockContext) -> None:
+def process_proposals_due(state: State, context: BlockContext) -> None:
     """Every proposal due at this block: close its voting, enact it, or pay its stream."""
     height = context.height
     due: tuple[int, ...] = state.tables["proposal_schedule"].get(height, ())
@@ -1070,7 +1067,9 @@ def compute_supply_held(state: State) -> int:
     return held
 
 
-def check_domain_invariants(state: State) -> None:
+def check_invariants(state: State) -> None:
+    """Parameters, tracks and hyperparameter bounds within their hard bounds; proposals
+    enacted no earlier than their timelock, escrow held only while streaming."""
     params = state.params
     for name, (low, high) in PARAM_BOUNDS.items():
         if not low <= getattr(params, name) <= high:
