@@ -73,6 +73,7 @@ from agora.protocol.errors import (
     MalformedTransaction,
     ProtocolError,
 )
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.params import (
     BASE_UNITS_PER_AGR,
     PARAM_BOUNDS,
@@ -89,12 +90,6 @@ from agora.protocol.subnets import (
     get_subnets,
     set_hyperparameter_bounds,
     set_subnet,
-)
-from agora.protocol.transactions import (
-    BlockContext,
-    Transaction,
-    TransactionKind,
-    get_kinds,
 )
 from agora.protocol.voting_power import (
     get_contribution,
@@ -497,8 +492,14 @@ def get_ballot(state: State, proposal_id: int, voter: Address) -> Ballot | None:
     return ballot
 
 
+def get_kind(kind: int) -> TransactionKind:
+    """One of this module's transaction kinds by number."""
+    return next(k for k in KINDS if k.kind == kind)
+
+
 def decode_action(proposal: Proposal) -> Any:
-    return decode_field(get_kinds()[0][proposal.kind].body, proposal.action)
+    """The proposal's action: the body of one of this module's proposal kinds."""
+    return decode_field(get_kind(proposal.kind).body, proposal.action)
 
 
 def compute_contribution_power(state: State, contribution: int) -> int:
@@ -775,7 +776,7 @@ def submit_proposal(state: State, tx: Transaction, context: BlockContext, track:
     decrease_balance(state, tx.sender, rules.deposit)
     proposal_id = state.get_ledger("proposals")
     state.set_ledger("proposals", proposal_id + 1)
-    kind = next(k for k in get_kinds()[0].values() if type(tx.body) is k.body.cls)
+    kind = next(k for k in KINDS if type(tx.body) is k.body.cls)
     proposal = Proposal(
         id=proposal_id,
         proposer=tx.sender,
@@ -874,7 +875,7 @@ def extend_for_late_quorum(state: State, proposal: Proposal, height: int) -> Pro
 # --- end of block: closing, enacting, streaming --------------------------------------------------
 
 
-def process_end_block(state: State, context: BlockContext) -> None:
+def process_proposals_due(state: State, context: BlockContext) -> None:
     """Every proposal due at this block: close its voting, enact it, or pay its stream."""
     height = context.height
     due: tuple[int, ...] = state.tables["proposal_schedule"].get(height, ())
@@ -1076,7 +1077,9 @@ def compute_supply_held(state: State) -> int:
     return held
 
 
-def check_domain_invariants(state: State) -> None:
+def check_invariants(state: State) -> None:
+    """Parameters, tracks and hyperparameter bounds within their hard bounds; proposals
+    enacted no earlier than their timelock, escrow held only while streaming."""
     params = state.params
     for name, (low, high) in PARAM_BOUNDS.items():
         if not low <= getattr(params, name) <= high:
@@ -1101,7 +1104,7 @@ def check_domain_invariants(state: State) -> None:
 
 def proposal_to_json(state: State, proposal: Proposal, include_votes: bool) -> dict[str, Any]:
     """A proposal with its action, the rules it copied, its tally and timeline (and ballots)."""
-    kind = get_kinds()[0][proposal.kind]
+    kind = get_kind(proposal.kind)
     tally = proposal.tally
     entry: dict[str, Any] = {
         "id": proposal.id,
@@ -1241,14 +1244,13 @@ def proposal_from_json(value: Any, path: str = "proposal") -> Any:
                 raise MalformedTransaction(f"{path}.shares: {netuid!r} is not a netuid")
             shares.append([int(netuid), share])
         fields_json["shares"] = shares
-    kind = get_kinds()[0][names[name]]
-    body = kind.body.from_json(fields_json, path)
+    body = get_kind(names[name]).body.from_json(fields_json, path)
     validate_proposal(body)
     return body
 
 
 def validate_proposal(body: Any) -> None:
     """The stateless checks of a proposal body (kinds, bounds), as the chain runs them."""
-    kind = next(k for k in get_kinds()[0].values() if type(body) is k.body.cls)
+    kind = next(k for k in KINDS if type(body) is k.body.cls)
     unsigned = Transaction(chain_id="", sender=Address(bytes(32)), nonce=0, fee=0, body=body)
     kind.validate(unsigned)

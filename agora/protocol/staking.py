@@ -18,11 +18,12 @@ from agora.protocol.errors import (
     HotkeyNotFound,
     HotkeyOwnedByAnother,
     InsufficientStake,
+    InvariantViolated,
     NotHotkeyOwner,
     TakeOutOfBounds,
 )
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.state import State
-from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
 from agora.protocol.voting_power import validate_unlocked
 
 HOTKEYS_TAG = 20
@@ -228,9 +229,8 @@ def compute_supply_held(state: State) -> int:
     return sum(amount for _, amount in state.tables["stakes"].items())
 
 
-def check_domain_invariants(state: State) -> None:
-    from agora.protocol.errors import InvariantViolated
-
+def check_invariants(state: State) -> None:
+    """A hotkey's total stake is the sum of every coldkey's stake on it."""
     totals: dict[Address, int] = {}
     for (hotkey, _), amount in state.tables["stakes"].items():
         totals[hotkey] = totals.get(hotkey, 0) + amount

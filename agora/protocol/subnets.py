@@ -51,9 +51,11 @@ from agora.protocol.errors import (
     TooManySubnets,
     UnknownHyperparameter,
 )
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.protocol.staking import bind_hotkey
 from agora.protocol.state import State
-from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
+from agora.protocol.weight_commits import clear_commits
 
 SUBNETS_TAG = 10
 NEURONS_TAG = 11
@@ -464,8 +466,6 @@ def validate_register(tx: Transaction) -> None:
 
 def process_register(state: State, tx: Transaction, context: BlockContext) -> None:
     """Burn the price, then take a free uid or replace the one pruning picks."""
-    from agora.protocol.staking import bind_hotkey
-
     body: Register = tx.body
     subnet = get_subnet(state, body.netuid)
     if get_uid(state, body.netuid, body.hotkey) is not None:
@@ -520,8 +520,6 @@ def _choose_uid_to_prune(state: State, subnet: Subnet, block: int) -> int:
 
 def _clear_uid(state: State, subnet: Subnet, uid: int) -> None:
     """Replacement (§10): the old hotkey leaves, and no weight points at the uid any more."""
-    from agora.protocol.weights import clear_commits
-
     old = get_neuron(state, subnet.netuid, uid)
     state.tables["subnet_hotkeys"].delete((subnet.netuid, old.hotkey))
     clear_commits(state, subnet.netuid, old.hotkey)
@@ -595,6 +593,10 @@ KINDS = (
 def compute_supply_held(state: State) -> int:
     """Lock costs and emission waiting for an epoch."""
     return sum(s.locked + s.pending_emission for _, s in state.tables["subnets"].items())
+
+
+def check_invariants(state: State) -> None:
+    """Subnets check no invariant of their own beyond the supply they hold."""
 
 
 def is_epoch_block(netuid: int, tempo: int, block: int) -> bool:

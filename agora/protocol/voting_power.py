@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from agora.protocol.address import Address
 from agora.protocol.codec import U64, ListOf, Record, TupleOf, decode_field, encode_field
 from agora.protocol.errors import ProtocolError
+from agora.protocol.kinds import TransactionKind
 from agora.protocol.state import State
-from agora.protocol.transactions import TransactionKind
 
 CONTRIBUTIONS_TAG = 54
 VOTE_LOCKS_TAG = 55
@@ -67,6 +67,10 @@ KINDS: tuple[TransactionKind, ...] = ()
 
 def compute_supply_held(state: State) -> int:
     return 0
+
+
+def check_invariants(state: State) -> None:
+    """Voting power checks no invariant of its own: it holds no base units."""
 
 
 # --- contribution ------------------------------------------------------------------------
