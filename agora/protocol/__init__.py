@@ -13,7 +13,7 @@ Files:
 - ``domains.py``: the list of domain modules; ``accounts.py`` is accounts, fees, transfers;
   ``subnets.py``, ``staking.py``, ``weights.py``, ``emission.py`` the incentive layer
   (``consensus/`` holds Yuma); ``channels.py`` payment channels and their vouchers;
-  ``federation.py`` the fixed-point models of federated subnets and their integer aggregate.
+  ``federation.py`` the fixed-point models of federated subnets and their integer aggregate;
   ``services.py`` the service registry (agents selling work), its endpoint proofs and expiry.
 
 Rules: no I/O, no clock, no randomness, no floats. Time and seeds arrive in the block.

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from agora.protocol import accounts, channels, emission, services, staking, subnets, weights
+from agora.protocol import (
+    accounts,
+    channels,
+    data,
+    emission,
+    services,
+    staking,
+    subnets,
+    weights,
+)
 
 # Order matters only for end-of-block steps: emission's runs after every transaction.
 DOMAINS: tuple[ModuleType, ...] = (
@@ -20,5 +29,6 @@ DOMAINS: tuple[ModuleType, ...] = (
     weights,
     channels,
     services,
+    data,
     emission,
 )

@@ -15,6 +15,8 @@ from agora.protocol.errors import InvalidGenesis
 BASE_UNITS_PER_AGR = 1_000_000_000
 # The whole of a ``*_u16`` proportion.
 U16_ONE = 65_535
+# Bounds on the data royalty share: at most half of what a model's server is paid.
+MAX_DATA_ROYALTY_U16 = 32_767
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +43,9 @@ class Params:
     # rest of the share goes to the treasury.
     channel_fee_u16: int = 3_277
     channel_fee_validators_u16: int = 32_767
+    # Data royalties: the share of a claim's payee part paid to the contributors of the model
+    # the payee serves, when it has lineage (``data.py``); at most MAX_DATA_ROYALTY_U16.
+    data_royalty_u16: int = 6_553
 
 
 PARAMS_RECORD: Record[Params] = Record(
@@ -67,4 +72,6 @@ def params_from_json(value: Any) -> Params:
             raise InvalidGenesis(str(error)) from None
         if name.endswith("_u16") and checked[name] > U16_ONE:
             raise InvalidGenesis(f"params.{name}: a u16 proportion is at most {U16_ONE}")
+    if checked.get("data_royalty_u16", 0) > MAX_DATA_ROYALTY_U16:
+        raise InvalidGenesis(f"params.data_royalty_u16: at most {MAX_DATA_ROYALTY_U16}")
     return Params(**checked)
