@@ -8,6 +8,7 @@ package beside it (what two of them share moves down a layer), and nothing impor
     ``process.py``    how a long-running process stops: SIGINT/SIGTERM set an event.
  1. ``protocol/``     the ledger state machine: pure, deterministic, integer-only. The spec.
  2. ``wallet/``       keys, the encrypted keystore, signing.
+    ``amounts.py``    AGR as people write it (``0.5``) and base units, both ways, exactly.
     ``simulate.py``   ``agora simulate``: Yuma epochs from a JSON scenario, through the
                       protocol's own consensus code.
  3. ``sequencer/``    where transactions get their order: local, or an Ethereum Inbox.

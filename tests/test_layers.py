@@ -24,7 +24,7 @@ AGORA_DIRECTORY = Path(agora.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "process"),
     ("protocol",),
-    ("wallet", "simulate"),
+    ("wallet", "amounts", "simulate"),
     ("sequencer",),
     ("node",),
     ("client",),

@@ -25,8 +25,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agora.cli.chain import NodeOption, format_agr, node_url, parse_agr
-from agora.cli.common import CliError, emit, user_errors
+from agora.amounts import format_agr
+from agora.cli.chain import NodeOption, node_url
+from agora.cli.common import CliError, emit, parse_agr_option, user_errors
 from agora.cli.wallet import HOME_ENV, JsonOption, WalletDirOption, load_key
 from agora.gateway.store import GatewayStore
 from agora.process import run_until_signal
@@ -105,8 +106,8 @@ def serve(
         data_dir=data_root(data_dir),
         host=host,
         port=port,
-        deposit=parse_agr(deposit),
-        daily_limit=None if daily_limit is None else parse_agr(daily_limit),
+        deposit=parse_agr_option(deposit),
+        daily_limit=None if daily_limit is None else parse_agr_option(daily_limit),
         channel_blocks=channel_blocks,
         verification=verification,
     )

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agora.cli.chain import NodeOption, format_agr, parse_agr, with_client
-from agora.cli.common import CliError, emit, fail, user_errors
+from agora.amounts import format_agr
+from agora.cli.chain import NodeOption, with_client
+from agora.cli.common import CliError, emit, fail, parse_agr_option, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key, wallet_root
 from agora.client.client import NodeClient
 from agora.client.transactions import send_transaction
@@ -247,7 +248,7 @@ def stake_add(
     json_mode: JsonOption = False,
 ) -> None:
     """Stake AGR on a hotkey (yours, or a validator you delegate to)."""
-    body = AddStake(hotkey=decode_address(hotkey), amount=parse_agr(amount))
+    body = AddStake(hotkey=decode_address(hotkey), amount=parse_agr_option(amount))
     _send(node, load_key(wallet_dir, wallet, None), body, json_mode)
 
 
@@ -262,7 +263,7 @@ def stake_remove(
     json_mode: JsonOption = False,
 ) -> None:
     """Take stake back from a hotkey."""
-    body = RemoveStake(hotkey=decode_address(hotkey), amount=parse_agr(amount))
+    body = RemoveStake(hotkey=decode_address(hotkey), amount=parse_agr_option(amount))
     _send(node, load_key(wallet_dir, wallet, None), body, json_mode)
 
 

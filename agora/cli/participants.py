@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agora.cli.chain import NodeOption, format_agr, node_url
+from agora.amounts import format_agr
+from agora.cli.chain import NodeOption, node_url
 from agora.cli.common import CliError, user_errors
 from agora.cli.wallet import WalletDirOption, load_key
 from agora.process import run_until_signal

@@ -53,17 +53,17 @@ from agora.protocol.codec import (
 )
 from agora.protocol.data import process_model_royalties
 from agora.protocol.errors import AmountOutOfRange, InvariantViolated, ProtocolError
-from agora.protocol.params import U16_ONE
-from agora.protocol.services import is_service_payee
-from agora.protocol.state import State
-from agora.protocol.subnets import get_subnet, get_uid
-from agora.protocol.transactions import (
+from agora.protocol.kinds import (
     CHAIN_ID_FIELD,
     BlockContext,
     Transaction,
     TransactionKind,
     is_valid_signature,
 )
+from agora.protocol.params import U16_ONE
+from agora.protocol.services import is_service_payee
+from agora.protocol.state import State
+from agora.protocol.subnets import get_subnet, get_uid
 
 ChannelId = NewType("ChannelId", bytes)
 
@@ -489,7 +489,8 @@ def compute_supply_held(state: State) -> int:
     return deposits + pools
 
 
-def check_domain_invariants(state: State) -> None:
+def check_invariants(state: State) -> None:
+    """No channel has more claimed than deposited."""
     for channel_id, channel in state.tables["channels"].items():
         if channel.claimed > channel.deposit:
             raise InvariantViolated(

@@ -71,7 +71,7 @@ from agora.protocol.federation import (
 from agora.protocol.params import U16_ONE
 from agora.protocol.state import State
 from agora.protocol.subnets import MAX_UIDS_LIMIT, get_neuron, get_subnet, get_uid
-from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 
 DATA_COMMITMENTS_TAG = 60
 FEDERATIONS_TAG = 61
@@ -809,7 +809,7 @@ def compute_supply_held(state: State) -> int:
     return 0
 
 
-def check_domain_invariants(state: State) -> None:
+def check_invariants(state: State) -> None:
     for netuid, federation in state.tables["federations"].items():
         if compute_model_hash(decode_vector(federation.model)) != federation.model_hash:
             raise InvariantViolated(f"subnet {netuid}: the stored model does not match its hash")

@@ -59,16 +59,16 @@ from agora.protocol.codec import (
     encode_field,
 )
 from agora.protocol.errors import InvariantViolated, ProtocolError
-from agora.protocol.params import BASE_UNITS_PER_AGR
-from agora.protocol.state import State
-from agora.protocol.subnets import get_subnet, get_subnets
-from agora.protocol.transactions import (
+from agora.protocol.kinds import (
     CHAIN_ID_FIELD,
     BlockContext,
     Transaction,
     TransactionKind,
     is_valid_signature,
 )
+from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.protocol.state import State
+from agora.protocol.subnets import get_subnet, get_subnets
 
 ServiceId = NewType("ServiceId", bytes)
 
@@ -533,11 +533,6 @@ def process_service_expiries(state: State, context: BlockContext) -> None:
         _remove_service(state, service_id, get_service(state, service_id))
 
 
-def process_end_block(state: State, context: BlockContext) -> None:
-    process_recent_block_hashes(state, context)
-    process_service_expiries(state, context)
-
-
 KINDS = (
     TransactionKind(
         kind=70,
@@ -568,7 +563,7 @@ def compute_supply_held(state: State) -> int:
     return sum(service.bond for _, service in state.tables["services"].items())
 
 
-def check_domain_invariants(state: State) -> None:
+def check_invariants(state: State) -> None:
     """Every live service is indexed at its expiry, which is in the future; nothing else is."""
     indexed = {
         (height, service_id)
