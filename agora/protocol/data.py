@@ -68,10 +68,10 @@ from agora.protocol.federation import (
     decode_vector,
     encode_vector,
 )
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.params import U16_ONE
 from agora.protocol.state import State
 from agora.protocol.subnets import MAX_UIDS_LIMIT, get_neuron, get_subnet, get_uid
-from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 
 DATA_COMMITMENTS_TAG = 60
 FEDERATIONS_TAG = 61
