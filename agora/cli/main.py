@@ -8,6 +8,7 @@ from agora.cli import (
     chain,
     channels,
     gateway,
+    governance,
     incentive,
     lineage,
     node,
@@ -26,6 +27,7 @@ incentive.register(app)
 channels.register(app)
 participants.register(app)
 gateway.register(app)
+governance.register(app)
 lineage.register(app)
 
 

@@ -104,11 +104,15 @@ class NodeClient:
     async def wait_for_transaction(
         self, tx_hash: bytes, timeout_seconds: float = 30.0, poll_seconds: float = 0.05
     ) -> dict[str, Any]:
-        """Poll until the transaction is in a block; returns its status with the receipt."""
+        """Poll until a block includes (or refuses) the transaction; its status and receipt.
+
+        A refused transaction (status ``refused``) could not pay its fee: its receipt says
+        why, with ``success`` false, as a failed one in a block does.
+        """
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         while True:
             status = await self.get_transaction(tx_hash)
-            if status["status"] == "included":
+            if status["status"] in ("included", "refused"):
                 return status
             if asyncio.get_running_loop().time() > deadline:
                 raise NodeApiError(f"transaction {to_hex(tx_hash)} still pending", 3092)
@@ -244,6 +248,32 @@ class NodeClient:
         """A live service by id (bytes, or 0x-hex); NodeApiError 3004 if there is none."""
         ident = to_hex(service_id) if isinstance(service_id, bytes) else service_id
         answer: dict[str, Any] = await self.request("GET", f"/v1/services/{ident}")
+        return answer
+
+    async def list_proposals(
+        self, *, status: str | None = None, track: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Governance proposals, newest first, filtered by status and/or track."""
+        filters = {"status": status, "track": track}
+        query = urlencode({name: value for name, value in filters.items() if value is not None})
+        answer = await self.request("GET", f"/v1/governance/proposals?{query}")
+        proposals: list[dict[str, Any]] = answer["proposals"]
+        return proposals
+
+    async def get_proposal(self, proposal_id: int) -> dict[str, Any]:
+        """One proposal with its tally, every vote and its timeline; NodeApiError if none."""
+        answer: dict[str, Any] = await self.request(
+            "GET", f"/v1/governance/proposals/{proposal_id}"
+        )
+        return answer
+
+    async def get_governance_params(self) -> dict[str, Any]:
+        """Every governable number with its bounds, the tracks and hyperparameter bounds."""
+        answer: dict[str, Any] = await self.request("GET", "/v1/governance/params")
+        return answer
+
+    async def get_treasury(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.request("GET", "/v1/treasury")
         return answer
 
     async def get_lineage(self) -> dict[str, Any]:
