@@ -24,7 +24,7 @@ AGORA_DIRECTORY = Path(agora.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "process"),
     ("protocol",),
-    ("wallet", "amounts", "simulate"),
+    ("wallet", "amounts", "simulate", "lineage"),
     ("sequencer",),
     ("node",),
     ("client",),

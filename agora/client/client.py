@@ -277,3 +277,13 @@ class NodeClient:
     async def get_treasury(self) -> dict[str, Any]:
         answer: dict[str, Any] = await self.request("GET", "/v1/treasury")
         return answer
+
+    async def get_lineage(self) -> dict[str, Any]:
+        """Every lineage record: data commitments, rounds, models and who serves them."""
+        answer: dict[str, Any] = await self.request("GET", "/v1/lineage")
+        return answer
+
+    async def get_federated_model(self, model_hash: bytes | str) -> dict[str, Any]:
+        ident = model_hash if isinstance(model_hash, str) else "0x" + model_hash.hex()
+        answer: dict[str, Any] = await self.request("GET", f"/v1/models/{ident}")
+        return answer

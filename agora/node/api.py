@@ -29,8 +29,10 @@ from agora.node.wire import (
     block_to_json,
     channel_id_from_text,
     channel_to_json,
+    federated_model_to_json,
     from_hex,
     header_to_json,
+    lineage_to_json,
     metagraph_to_json,
     receipt_to_json,
     service_id_from_text,
@@ -107,6 +109,8 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/channels/{id}", get_channel_route),
         web.get("/v1/services", list_services),
         web.get("/v1/services/{id}", get_service_route),
+        web.get("/v1/lineage", get_lineage),
+        web.get("/v1/models/{hash}", get_federated_model),
         web.get("/v1/governance/proposals", list_proposals),
         web.get("/v1/governance/proposals/{id}", get_proposal_route),
         web.get("/v1/governance/params", get_governance_params),
@@ -579,6 +583,19 @@ async def get_governance_params(request: web.Request) -> web.Response:
 
 async def get_treasury(request: web.Request) -> web.Response:
     return json_response(treasury_to_json(request.app[NODE].state))
+
+
+async def get_lineage(request: web.Request) -> web.Response:
+    return json_response(lineage_to_json(request.app[NODE].state))
+
+
+async def get_federated_model(request: web.Request) -> web.Response:
+    """A federated subnet's current model, served by its content address."""
+    model_hash = from_hex(request.match_info["hash"], "hash")
+    answer = federated_model_to_json(request.app[NODE].state, model_hash)
+    if answer is None:
+        raise NotFound(f"no federated subnet's current model is {to_hex(model_hash)}")
+    return json_response(answer)
 
 
 async def faucet(request: web.Request) -> web.Response:
