@@ -1,7 +1,7 @@
 """The node's HTTP API under /v1: thin handlers that decode, make one call, encode.
 
-Every error is JSON ``{"error": {"code", "name", "message"}}`` with a 4xx/5xx status; the
-OpenAPI description is served at /v1/openapi.json.
+Every error is JSON ``{"error": {"code", "name", "message"}}`` (``agora.errors.encode_error``)
+with a 4xx/5xx status; the OpenAPI description is served at /v1/openapi.json.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agora.errors import AgoraError
+from agora.errors import AgoraError, encode_error
 from agora.node.errors import (
     BodyTooLarge,
     MalformedRequest,
@@ -80,8 +80,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def error_response(error: AgoraError) -> web.Response:
     status = error.http_status if isinstance(error, NodeError) else 400
-    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
-    return json_response(body, status)
+    return json_response(encode_error(error), status)
 
 
 def create_app(node: Node) -> web.Application:

@@ -423,6 +423,7 @@ OPENAPI: dict[str, Any] = {
                             "code": {"type": "integer"},
                             "name": {"type": "string"},
                             "message": {"type": "string"},
+                            "details": {"type": "object"},
                         },
                     }
                 },
