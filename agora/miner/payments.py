@@ -66,13 +66,12 @@ from agora.node.wire import to_hex
 from agora.protocol.address import Address, decode_address
 from agora.protocol.channels import (
     ClaimChannel,
-    InvalidVoucherSignature,
     Voucher,
     verify_voucher,
     voucher_from_json,
     voucher_to_json,
 )
-from agora.protocol.errors import ProtocolError
+from agora.protocol.errors import InvalidVoucherSignature, ProtocolError
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.wallet.keys import Keypair
 

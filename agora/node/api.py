@@ -34,10 +34,10 @@ from agora.node.wire import (
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
-from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
+from agora.protocol.channels import get_channel, get_channels
 from agora.protocol.codec import U16, U64
-from agora.protocol.errors import ProtocolError
-from agora.protocol.services import Service, ServiceNotFound, get_service, get_services
+from agora.protocol.errors import ChannelNotFound, ProtocolError, ServiceNotFound
+from agora.protocol.services import Service, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (
     get_neuron,

@@ -26,7 +26,7 @@ on its own chain), the channel id and the cumulative amount. A voucher relabelle
 another channel fails the signature check, exactly like a forged one: the chain cannot tell
 the two apart without searching the payer's other channels, so both get code 2306.
 
-Errors are in this module (codes 2300-2349, the payment-channel range of errors.py).
+Its errors are in errors.py (codes 2300-2349, the payment-channel range).
 """
 
 from __future__ import annotations
@@ -49,7 +49,20 @@ from agora.protocol.codec import (
     decode_field,
     encode_field,
 )
-from agora.protocol.errors import AmountOutOfRange, InvariantViolated, ProtocolError
+from agora.protocol.errors import (
+    AmountOutOfRange,
+    ChannelClosed,
+    ChannelNotExpired,
+    ChannelNotFound,
+    InvalidChannelExpiry,
+    InvalidVoucherSignature,
+    InvariantViolated,
+    NotChannelPayee,
+    NotChannelPayer,
+    PayeeNotRegistered,
+    VoucherExceedsDeposit,
+    VoucherNotNewer,
+)
 from agora.protocol.kinds import (
     CHAIN_ID_FIELD,
     BlockContext,
@@ -68,72 +81,6 @@ CHANNELS_TAG = 40
 CHANNEL_FEE_POOLS_TAG = 41
 VOUCHER_MAGIC = b"AGV1"
 _CHANNEL_ID_TAG = b"agora/channel-id/v1"
-
-
-# --- errors (2300-2349) ----------------------------------------------------------------------
-
-
-class ChannelNotFound(ProtocolError):
-    """No channel has that id (ids are 32 bytes, printed as 0x-hex)."""
-
-    code = 2301
-
-
-class PayeeNotRegistered(ProtocolError):
-    """A channel is opened to a hotkey that has no uid on the subnet it names."""
-
-    code = 2302
-
-
-class NotChannelPayer(ProtocolError):
-    """Only the account that opened the channel may top it up or close it."""
-
-    code = 2303
-
-
-class NotChannelPayee(ProtocolError):
-    """Only the channel's payee hotkey may claim a voucher of that channel."""
-
-    code = 2304
-
-
-class ChannelClosed(ProtocolError):
-    """The channel was closed: it takes no claim, top-up or second close."""
-
-    code = 2305
-
-
-class InvalidVoucherSignature(ProtocolError):
-    """The voucher is not signed by the channel's payer for this chain, channel and amount:
-    forged, altered, or signed for another channel."""
-
-    code = 2306
-
-
-class VoucherNotNewer(ProtocolError):
-    """The voucher's cumulative amount is not above what was already claimed (a replay, or
-    an older voucher than the last one claimed)."""
-
-    code = 2307
-
-
-class VoucherExceedsDeposit(ProtocolError):
-    """The voucher's cumulative amount is above the channel's deposit."""
-
-    code = 2308
-
-
-class ChannelNotExpired(ProtocolError):
-    """The payer tried to close the channel before its expiry block."""
-
-    code = 2309
-
-
-class InvalidChannelExpiry(ProtocolError):
-    """An expiry that is not after the current block (open), or earlier than the channel's
-    current expiry (top-up: an expiry is never shortened)."""
-
-    code = 2310
 
 
 # --- state -------------------------------------------------------------------------------------

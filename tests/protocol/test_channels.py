@@ -35,21 +35,11 @@ from protocol_helpers import (
 from agora.protocol.accounts import get_account, get_balance
 from agora.protocol.channels import (
     Channel,
-    ChannelClosed,
-    ChannelNotExpired,
-    ChannelNotFound,
     ClaimChannel,
     CloseChannel,
-    InvalidChannelExpiry,
-    InvalidVoucherSignature,
-    NotChannelPayee,
-    NotChannelPayer,
     OpenChannel,
-    PayeeNotRegistered,
     TopUpChannel,
     Voucher,
-    VoucherExceedsDeposit,
-    VoucherNotNewer,
     compute_channel_id,
     compute_claim_split,
     get_channel,
@@ -61,7 +51,21 @@ from agora.protocol.channels import (
     voucher_message,
     voucher_to_json,
 )
-from agora.protocol.errors import AmountOutOfRange, InvalidGenesis, InvariantViolated
+from agora.protocol.errors import (
+    AmountOutOfRange,
+    ChannelClosed,
+    ChannelNotExpired,
+    ChannelNotFound,
+    InvalidChannelExpiry,
+    InvalidGenesis,
+    InvalidVoucherSignature,
+    InvariantViolated,
+    NotChannelPayee,
+    NotChannelPayer,
+    PayeeNotRegistered,
+    VoucherExceedsDeposit,
+    VoucherNotNewer,
+)
 from agora.protocol.genesis import create_genesis_state
 from agora.protocol.invariants import check_invariants
 from agora.protocol.params import BASE_UNITS_PER_AGR, Params
