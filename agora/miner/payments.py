@@ -62,15 +62,9 @@ from urllib.parse import parse_qs, urlencode
 from agora.client.client import NodeApiError, NodeClient, NodeUnreachable
 from agora.client.participant import TransactionFailed, submit_and_wait
 from agora.errors import AgoraError
-from agora.node.wire import to_hex
+from agora.node.wire import to_hex, voucher_from_json, voucher_to_json
 from agora.protocol.address import Address, decode_address
-from agora.protocol.channels import (
-    ClaimChannel,
-    Voucher,
-    verify_voucher,
-    voucher_from_json,
-    voucher_to_json,
-)
+from agora.protocol.channels import ClaimChannel, Voucher, verify_voucher
 from agora.protocol.errors import InvalidVoucherSignature, ProtocolError
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.wallet.keys import Keypair

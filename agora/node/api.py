@@ -31,6 +31,7 @@ from agora.node.wire import (
     service_to_json,
     subnet_to_json,
     to_hex,
+    transaction_from_json,
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
@@ -46,7 +47,7 @@ from agora.protocol.subnets import (
     get_uid,
     iterate_subnet_ids,
 )
-from agora.protocol.transactions import encode_transaction, transaction_from_json
+from agora.protocol.transactions import encode_transaction
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NODE = web.AppKey("node", Node)

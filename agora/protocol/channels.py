@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, NewType
+from typing import NewType
 
 from agora.protocol.accounts import MAX_AMOUNT, decrease_balance, increase_balance
 from agora.protocol.address import Address
@@ -210,14 +210,6 @@ def verify_voucher(chain_id: str, payer: Address, voucher: Voucher) -> None:
             f"the voucher for channel 0x{voucher.channel_id.hex()} is not signed by its payer "
             "for this chain and amount (forged, altered, or signed for another channel)"
         )
-
-
-def voucher_to_json(voucher: Voucher) -> Any:
-    return VOUCHER_RECORD.to_json(voucher)
-
-
-def voucher_from_json(value: Any, path: str = "voucher") -> Voucher:
-    return VOUCHER_RECORD.from_json(value, path)
 
 
 # --- open_channel ------------------------------------------------------------------------------
