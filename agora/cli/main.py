@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from agora.cli import chain, channels, gateway, incentive, node, participants, wallet
+from agora.cli import (
+    chain,
+    channels,
+    gateway,
+    governance,
+    incentive,
+    node,
+    participants,
+    wallet,
+)
 
 app = typer.Typer(
     help="Agora: an open network for AI work.", no_args_is_help=True, add_completion=False
@@ -17,6 +26,7 @@ incentive.register(app)
 channels.register(app)
 participants.register(app)
 gateway.register(app)
+governance.register(app)
 
 
 def main() -> None:

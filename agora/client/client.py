@@ -245,3 +245,29 @@ class NodeClient:
         ident = to_hex(service_id) if isinstance(service_id, bytes) else service_id
         answer: dict[str, Any] = await self.request("GET", f"/v1/services/{ident}")
         return answer
+
+    async def list_proposals(
+        self, *, status: str | None = None, track: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Governance proposals, newest first, filtered by status and/or track."""
+        filters = {"status": status, "track": track}
+        query = urlencode({name: value for name, value in filters.items() if value is not None})
+        answer = await self.request("GET", f"/v1/governance/proposals?{query}")
+        proposals: list[dict[str, Any]] = answer["proposals"]
+        return proposals
+
+    async def get_proposal(self, proposal_id: int) -> dict[str, Any]:
+        """One proposal with its tally, every vote and its timeline; NodeApiError if none."""
+        answer: dict[str, Any] = await self.request(
+            "GET", f"/v1/governance/proposals/{proposal_id}"
+        )
+        return answer
+
+    async def get_governance_params(self) -> dict[str, Any]:
+        """Every governable number with its bounds, the tracks and hyperparameter bounds."""
+        answer: dict[str, Any] = await self.request("GET", "/v1/governance/params")
+        return answer
+
+    async def get_treasury(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.request("GET", "/v1/treasury")
+        return answer

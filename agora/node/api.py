@@ -37,7 +37,21 @@ from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
 from agora.protocol.channels import get_channel, get_channels
 from agora.protocol.codec import U16, U64
-from agora.protocol.errors import ChannelNotFound, ProtocolError, ServiceNotFound
+from agora.protocol.errors import (
+    ChannelNotFound,
+    ProposalNotFound,
+    ProtocolError,
+    ServiceNotFound,
+)
+from agora.protocol.governance import (
+    STATUSES,
+    TRACK_NAMES,
+    get_proposal,
+    get_proposals,
+    governance_params_to_json,
+    proposal_to_json,
+    treasury_to_json,
+)
 from agora.protocol.services import Service, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (
@@ -92,6 +106,10 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/channels/{id}", get_channel_route),
         web.get("/v1/services", list_services),
         web.get("/v1/services/{id}", get_service_route),
+        web.get("/v1/governance/proposals", list_proposals),
+        web.get("/v1/governance/proposals/{id}", get_proposal_route),
+        web.get("/v1/governance/params", get_governance_params),
+        web.get("/v1/treasury", get_treasury),
         web.get("/v1/openapi.json", openapi),
         web.get("/health", health),
         web.get("/metrics", metrics),
@@ -452,6 +470,44 @@ async def get_service_route(request: web.Request) -> web.Response:
     return json_response(
         service_to_json(service_id, service, compute_service_reputation(state, service))
     )
+
+
+async def list_proposals(request: web.Request) -> web.Response:
+    """``?status=voting|queued|...`` and ``?track=parameters|...`` filter; newest first."""
+    state = request.app[NODE].state
+    status, track = request.query.get("status"), request.query.get("track")
+    if status is not None and status not in STATUSES:
+        raise MalformedRequest(f"status: one of {', '.join(STATUSES)}")
+    if track is not None and track not in TRACK_NAMES:
+        raise MalformedRequest(f"track: one of {', '.join(TRACK_NAMES)}")
+    proposals = [
+        proposal_to_json(state, proposal, include_votes=False)
+        for proposal in reversed(get_proposals(state))
+        if (status is None or STATUSES[proposal.status] == status)
+        and (track is None or TRACK_NAMES[proposal.track] == track)
+    ]
+    return json_response({"proposals": proposals, "height": state.head.height})
+
+
+async def get_proposal_route(request: web.Request) -> web.Response:
+    state = request.app[NODE].state
+    try:
+        proposal_id = U64.from_json(int(request.match_info["id"]), "id")
+    except (ValueError, ProtocolError):
+        raise MalformedRequest("id: expected a proposal number") from None
+    try:
+        proposal = get_proposal(state, proposal_id)
+    except ProposalNotFound as error:
+        raise NotFound(error.message) from None
+    return json_response(proposal_to_json(state, proposal, include_votes=True))
+
+
+async def get_governance_params(request: web.Request) -> web.Response:
+    return json_response(governance_params_to_json(request.app[NODE].state))
+
+
+async def get_treasury(request: web.Request) -> web.Response:
+    return json_response(treasury_to_json(request.app[NODE].state))
 
 
 async def faucet(request: web.Request) -> web.Response:
