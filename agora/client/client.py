@@ -104,11 +104,15 @@ class NodeClient:
     async def wait_for_transaction(
         self, tx_hash: bytes, timeout_seconds: float = 30.0, poll_seconds: float = 0.05
     ) -> dict[str, Any]:
-        """Poll until the transaction is in a block; returns its status with the receipt."""
+        """Poll until a block includes (or refuses) the transaction; its status and receipt.
+
+        A refused transaction (status ``refused``) could not pay its fee: its receipt says
+        why, with ``success`` false, as a failed one in a block does.
+        """
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         while True:
             status = await self.get_transaction(tx_hash)
-            if status["status"] == "included":
+            if status["status"] in ("included", "refused"):
                 return status
             if asyncio.get_running_loop().time() > deadline:
                 raise NodeApiError(f"transaction {to_hex(tx_hash)} still pending", 3092)

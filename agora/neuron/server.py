@@ -24,11 +24,21 @@ recorded and no allowance is spent until the caller is proven; registration come
 nonce so that a stranger's requests leave nothing in memory. The handler never runs for a
 refused request. Every answer, refusals included, is signed by the server's hotkey.
 
-Rate. Each caller has a token bucket refilled at
-``rate = min(max_rate_per_s, rate_per_s * (1 + stake // rate_stake_unit))`` requests per
-second and holding at most ``max(1, rate * burst_s)`` tokens: a caller with no stake gets
-``rate_per_s``, and every full ``rate_stake_unit`` of stake on its hotkey adds as much again,
-up to the cap. Stake is read from the metagraph, so a validator's allowance follows the chain.
+Rate: limits count what an attacker cannot mint for free. A key costs nothing to make, so
+a key alone earns nothing; stake and network addresses cost something. Every bucket below
+refills at its rate (requests per second) and holds at most ``max(1, rate * burst_s)``:
+
+- every caller has a bucket per key at
+  ``rate = min(max_rate_per_s, rate_per_s * (1 + stake // rate_stake_unit))``: every full
+  ``rate_stake_unit`` of stake on its hotkey adds ``rate_per_s`` again, up to the cap.
+  Stake is read from the metagraph, so a validator's allowance follows the chain;
+- a caller with no stake (no uid on a public route, or a uid with no stake) is counted too
+  by the network address it connects from (``address_rate_per_s`` per source address,
+  ``rate_per_s`` by default), and all such callers together share ``unstaked_rate_per_s``
+  (``UNSTAKED_ADDRESSES * rate_per_s`` by default), so fresh keys from one machine share
+  that machine's allowance and a swarm of addresses cannot crowd out staked callers.
+
+All refusals are RateLimited (3407, 429), with a message naming the bucket that is empty.
 
 Without a metagraph (``metagraph=None``) there is no subnet to check against: every route is
 treated as public and every caller has stake 0.
@@ -89,6 +99,8 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_RATE_STAKE_UNIT = 1_000 * BASE_UNITS_PER_AGR
 SHUTDOWN_GRACE_S = 5.0  # how long ``stop`` lets running handlers finish
 _MAX_TRACKED_BUCKETS = 65_536
+# Without settings, callers without stake share as much as this many addresses would have.
+UNSTAKED_ADDRESSES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +141,8 @@ class NeuronServer:
         rate_stake_unit: int = DEFAULT_RATE_STAKE_UNIT,
         max_rate_per_s: float = 10_000.0,
         burst_s: float = 2.0,
+        address_rate_per_s: float | None = None,
+        unstaked_rate_per_s: float | None = None,
     ) -> None:
         self.keypair = keypair
         self.metagraph = metagraph
@@ -139,6 +153,10 @@ class NeuronServer:
         self._addresses = AddressCache()
         self._nonces = NonceWindow(int(freshness_s * 1_000_000))
         self._rates = RateLimiter(rate_per_s, rate_stake_unit, max_rate_per_s, burst_s)
+        self._address_rates = TokenBuckets(address_rate_per_s or rate_per_s, burst_s)
+        self._unstaked_rates = TokenBuckets(
+            unstaked_rate_per_s or UNSTAKED_ADDRESSES * rate_per_s, burst_s
+        )
         self._gate = PriorityGate(max_concurrency, max_queue)
         self._runner: web.ServerRunner | None = None
         self._url = ""
@@ -208,7 +226,7 @@ class NeuronServer:
         except AgoraError as error:
             return self._refuse(request, error)
         try:
-            caller = self._admit(caller_key, nonce, route)
+            caller = self._admit(caller_key, nonce, route, request.remote or "")
             body = _parse_body(raw)
             await self._acquire_slot(caller)
             try:
@@ -275,8 +293,8 @@ class NeuronServer:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _admit(self, caller_key: bytes, nonce: int, route: _Route) -> Caller:
-        """Steps 5-7: known caller, fresh nonce, allowance left."""
+    def _admit(self, caller_key: bytes, nonce: int, route: _Route, address: str) -> Caller:
+        """Steps 5-7: known caller, fresh nonce, allowance left (``address``: the peer's)."""
         neuron = None if self.metagraph is None else self.metagraph.lookup(caller_key)
         if neuron is None and self.metagraph is not None and not route.public:
             raise CallerNotRegistered(
@@ -285,7 +303,11 @@ class NeuronServer:
             )
         self._nonces.record(caller_key, nonce, time.time_ns() // 1000)
         stake = 0 if neuron is None else neuron.stake
-        self._rates.take(caller_key, stake, time.monotonic())
+        now_s = time.monotonic()
+        if stake == 0:
+            self._address_rates.take(address, now_s, f"callers without stake from {address}")
+            self._unstaked_rates.take("", now_s, "all callers without stake together")
+        self._rates.take(caller_key, stake, now_s)
         return Caller(hotkey=caller_key, stake=stake, neuron=neuron, nonce=nonce)
 
     async def _acquire_slot(self, caller: Caller) -> None:
@@ -416,6 +438,37 @@ class RateLimiter:
             for caller, bucket in self._buckets.items()
             if now_s - bucket[1] < refill_s
         }
+
+
+class TokenBuckets:
+    """A token bucket per key (a network address, or one shared key), all at one rate."""
+
+    def __init__(self, rate_per_s: float, burst_s: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.capacity = max(1.0, rate_per_s * burst_s)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str, now_s: float, who: str) -> None:
+        """Spend one of ``key``'s tokens, or raise ``RateLimited`` naming ``who``."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            tokens = self.capacity
+        else:
+            tokens = min(self.capacity, bucket[0] + (now_s - bucket[1]) * self.rate_per_s)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now_s)
+            raise RateLimited(
+                f"{who} may send {self.rate_per_s:g} requests/s (bursts of "
+                f"{self.capacity:g}); retry in {(1.0 - tokens) / self.rate_per_s:.2f} s, or "
+                "call with a staked hotkey"
+            )
+        self._buckets[key] = (tokens - 1.0, now_s)
+        if len(self._buckets) > _MAX_TRACKED_BUCKETS:
+            # A bucket left alone this long is full again, the same as one never created.
+            refill_s = self.capacity / self.rate_per_s
+            self._buckets = {
+                key: bucket for key, bucket in self._buckets.items() if now_s - bucket[1] < refill_s
+            }
 
 
 class PriorityGate:

@@ -16,7 +16,13 @@ import orjson
 from aiohttp import web
 
 from agora.errors import AgoraError
-from agora.node.errors import BodyTooLarge, MalformedRequest, NodeError, NotFound
+from agora.node.errors import (
+    BodyTooLarge,
+    MalformedRequest,
+    NodeError,
+    NotFound,
+    StreamTooFarBehind,
+)
 from agora.node.node import Node
 from agora.node.openapi import OPENAPI
 from agora.node.wire import (
@@ -62,6 +68,7 @@ from agora.protocol.subnets import (
     iterate_subnet_ids,
 )
 from agora.protocol.transactions import encode_transaction
+from agora.protocol.transition import AppliedBlock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NODE = web.AppKey("node", Node)
@@ -216,6 +223,16 @@ async def get_transaction(request: web.Request) -> web.Response:
         )
     if tx_hash in node.mempool or tx_hash in node.forwarded or node.store.is_pending(tx_hash):
         return json_response({"status": "pending", "hash": to_hex(tx_hash)})
+    refusal = node.store.get_refusal(tx_hash)
+    if refusal is not None:
+        # Left out of a block: it could not pay its fee, so it changed nothing and never will.
+        return json_response(
+            {
+                "status": "refused",
+                "height": refusal.height,
+                "receipt": receipt_to_json(refusal.receipt),
+            }
+        )
     raise NotFound(f"no transaction {to_hex(tx_hash)} in a block or waiting")
 
 
@@ -294,8 +311,18 @@ async def get_genesis(request: web.Request) -> web.Response:
 
 
 async def stream_blocks(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one ``block`` event per applied block, header and receipts."""
+    """Server-sent events: one ``block`` event per applied block, header and receipts.
+
+    Each event's id is its block's height. A reader that reconnects with ``Last-Event-ID: H``
+    (or asks ``?from=H``, the first height it wants) gets every block after it, read from
+    the store, then the live ones: a block is never skipped, however slowly the reader
+    reads. Without either it starts at the next block. A reader more than
+    ``stream_backlog_blocks`` behind gets one ``behind`` event (code 3041, with
+    ``resume_from`` and ``head``) and the stream ends: it pages the gap with
+    ``GET /v1/blocks?from=H`` and reconnects from the last block it has.
+    """
     node: Node = request.app[NODE]
+    next_height = _parse_stream_start(request, node.state.head.height)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -308,22 +335,72 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         while True:
+            head = node.state.head.height
+            if next_height <= head:
+                if head - next_height + 1 > node.config.stream_backlog_blocks:
+                    await _write_behind(response, next_height, head, node)
+                    break
+                # Behind the head (resumed, or live notices dropped): read from the store.
+                for height in range(next_height, head + 1):
+                    await _write_block_event(response, height, node)
+                next_height = head + 1
+                continue
             try:
                 applied = await asyncio.wait_for(queue.get(), timeout=15)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            event = {
-                "header": header_to_json(applied.block.header),
-                "receipts": [receipt_to_json(r) for r in applied.receipts],
-            }
-            await response.write(b"event: block\ndata: " + orjson.dumps(event) + b"\n\n")
+            if applied.block.header.height == next_height:
+                await _write_block_event(response, next_height, node, applied)
+                next_height += 1
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         streams.discard(task)
         node.unsubscribe(queue)
     return response
+
+
+def _parse_stream_start(request: web.Request, head: int) -> int:
+    """The first height a stream sends: after ``Last-Event-ID``, else ``from``, else next."""
+    last = request.headers.get("Last-Event-ID")
+    if last is not None and last.strip():
+        return _parse_height(last.strip(), "Last-Event-ID") + 1
+    if "from" in request.query:
+        return _parse_height(request.query["from"], "from")
+    return head + 1
+
+
+async def _write_block_event(
+    response: web.StreamResponse, height: int, node: Node, applied: AppliedBlock | None = None
+) -> None:
+    if applied is not None:
+        header, receipts = applied.block.header, applied.receipts
+    else:
+        block = node.store.get_block(height)
+        assert block is not None, f"block {height} is below the head but not stored"
+        header, receipts = block.header, node.store.get_receipts(height)
+    event = {"header": header_to_json(header), "receipts": [receipt_to_json(r) for r in receipts]}
+    await response.write(b"id: %d\nevent: block\ndata: " % height + orjson.dumps(event) + b"\n\n")
+
+
+async def _write_behind(
+    response: web.StreamResponse, resume_from: int, head: int, node: Node
+) -> None:
+    error = StreamTooFarBehind(
+        f"the stream replays at most {node.config.stream_backlog_blocks} blocks and this "
+        f"reader is {head - resume_from + 1} behind; read blocks from {resume_from} with "
+        f"GET /v1/blocks?from={resume_from}, then reconnect with the last one's height as "
+        "Last-Event-ID"
+    )
+    body = {
+        "code": error.code,
+        "name": type(error).__name__,
+        "message": error.message,
+        "resume_from": resume_from,
+        "head": head,
+    }
+    await response.write(b"event: behind\ndata: " + orjson.dumps(body) + b"\n\n")
 
 
 async def _end_streams(app: web.Application) -> None:

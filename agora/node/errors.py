@@ -43,6 +43,22 @@ class PoolFull(NodeError):
     http_status = 429
 
 
+class SenderPoolFull(NodeError):
+    """This sender already has the most transactions a node keeps waiting for one account;
+    retry once a block has included some of them."""
+
+    code = 3040
+    http_status = 429
+
+
+class StreamTooFarBehind(NodeError):
+    """A block-stream reader asked to resume further back than the stream replays; it reads
+    the missing blocks with GET /v1/blocks?from=H and reconnects from the last one it has."""
+
+    code = 3041
+    http_status = 409
+
+
 class BodyTooLarge(NodeError):
     """The request body exceeds the API's size limit."""
 

@@ -12,6 +12,7 @@ Schema:
     receipts(hash, height, position, ...)  one row per transaction of every block
     state(tag, key, value)                 the protocol's tables, row by row
     pending(hash, seq, raw)                accepted, not yet in a block
+    refused(hash, height, code, message)   left out of block ``height``: could not pay its fee
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ CREATE TABLE IF NOT EXISTS state (
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (
     hash BLOB PRIMARY KEY, seq INTEGER NOT NULL, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS refused (
+    hash BLOB PRIMARY KEY, height INTEGER NOT NULL, code INTEGER NOT NULL,
+    message TEXT NOT NULL);
 """
 
 
@@ -183,8 +187,14 @@ class Store:
             deletes = [(c.tag, c.key) for c in applied.changes if c.value is None]
             self.db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
             self.db.executemany("DELETE FROM state WHERE tag = ? AND key = ?", deletes)
+            refused = applied.refused
             self.db.executemany(
-                "DELETE FROM pending WHERE hash = ?", [(r.tx_hash,) for r in applied.receipts]
+                "INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?)",
+                [(r.tx_hash, header.height, r.code, r.message) for r in refused],
+            )
+            self.db.executemany(
+                "DELETE FROM pending WHERE hash = ?",
+                [(r.tx_hash,) for r in (*applied.receipts, *refused)],
             )
 
     def get_head_header(self) -> BlockHeader:
@@ -223,6 +233,18 @@ class Store:
         if row is None:
             return None
         return StoredReceipt(receipt=_receipt_from_row(row[:6]), height=row[6], position=row[7])
+
+    def get_refusal(self, tx_hash: bytes) -> StoredReceipt | None:
+        """The last time a block left this transaction out (it could not pay its fee)."""
+        row = self.db.execute(
+            "SELECT height, code, message FROM refused WHERE hash = ?", (tx_hash,)
+        ).fetchone()
+        if row is None:
+            return None
+        receipt = Receipt(
+            tx_hash=tx_hash, success=False, code=row[1], message=row[2], fee_paid=0, sender=None
+        )
+        return StoredReceipt(receipt=receipt, height=row[0], position=-1)
 
     # --- pending transactions (the sequencer's PendingPool) ---------------------------------
 

@@ -734,3 +734,64 @@ def test_the_client_clock_never_repeats_a_nonce() -> None:
     nonces = [clock.next_nonce() for _ in range(10_000)]
     assert all(b > a for a, b in zip(nonces, nonces[1:], strict=False))
     assert abs(nonces[0] - now_us()) < 60 * SECONDS_US
+
+
+# --- rate limits that count what an attacker cannot mint for free ------------------------------
+
+
+async def send_from(source: str, url: str, key: Keypair, path: str = "/echo") -> int:
+    """One signed call by ``key`` over a connection from the loopback address ``source``."""
+    body = b"{}"
+    headers = sign_headers(key, SERVER.public_key, now_us(), path, body)
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.post(url + path, data=body, headers=headers) as response:
+            raw = await response.read()
+            if response.status == 200:
+                return 0
+            code: int = json.loads(raw)["error"]["code"]
+            return code
+
+
+def test_fresh_keys_from_one_address_share_its_allowance() -> None:
+    """Fresh keys are free, an address is not: 200 fresh keys from one address get only that
+    address's allowance, a staked caller is not held back by it, and another address has its
+    own. (Refill is 1 per 100 s: nothing refills during the test.)"""
+    staked = make_keypair("rate-staked")
+    metagraph = MetagraphView.from_neurons(1, [make_neuron(0, staked, 10)])
+
+    async def scenario() -> None:
+        recorder = Recorder([])
+        server = NeuronServer(
+            SERVER, metagraph, address_rate_per_s=0.01, unstaked_rate_per_s=1.0, burst_s=1000.0
+        )
+        server.add_route("/echo", recorder.echo, public=True)
+        async with serving(server) as url:
+            fresh = [make_keypair(f"fresh-{i}") for i in range(200)]
+            codes = [await send_from("127.0.0.1", url, key) for key in fresh]
+            assert codes.count(0) == 10  # the address's capacity: 0.01/s * 1000 s
+            assert codes.count(3407) == 190
+            assert [await send_from("127.0.0.1", url, staked) for _ in range(5)] == [0] * 5
+            others = [await send_from("127.0.0.2", url, key) for key in fresh[:12]]
+            assert others == [0] * 10 + [3407] * 2
+        assert sum(1 for caller in recorder.callers if caller.stake == 0) == 20
+
+    asyncio.run(scenario())
+
+
+def test_callers_without_stake_share_one_allowance_across_addresses() -> None:
+    async def scenario() -> None:
+        server, recorder = make_echo_server(
+            address_rate_per_s=0.01, unstaked_rate_per_s=0.015, burst_s=1000.0
+        )
+        async with serving(server) as url:
+            codes = []
+            for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+                codes += [
+                    await send_from(source, url, make_keypair(f"{source}-{i}")) for i in range(10)
+                ]
+        # 15 in all (0.015/s * 1000 s), however many addresses they come from.
+        assert codes.count(0) == 15 == len(recorder.callers)
+        assert codes.count(3407) == 15
+
+    asyncio.run(scenario())
