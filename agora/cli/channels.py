@@ -20,7 +20,8 @@ from agora.cli.common import CliError, emit, fail, parse_agr_option, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key
 from agora.client.client import NodeClient
 from agora.client.transactions import make_transaction
-from agora.node.wire import channel_id_from_text, to_hex, voucher_from_json, voucher_to_json
+from agora.node.wire import channel_id_from_text, to_hex
+from agora.payments.vouchers import voucher_from_json, voucher_to_json
 from agora.protocol.address import decode_address
 from agora.protocol.channels import (
     ClaimChannel,

@@ -1,7 +1,7 @@
 """The node's HTTP API under /v1: thin handlers that decode, make one call, encode.
 
-Every error is JSON ``{"error": {"code", "name", "message"}}`` with a 4xx/5xx status; the
-OpenAPI description is served at /v1/openapi.json.
+Every error is JSON ``{"error": {"code", "name", "message"}}`` (``agora.errors.encode_error``)
+with a 4xx/5xx status; the OpenAPI description is served at /v1/openapi.json.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agora.errors import AgoraError
+from agora.errors import AgoraError, encode_error
 from agora.node.errors import (
     BodyTooLarge,
     MalformedRequest,
@@ -29,8 +29,10 @@ from agora.node.wire import (
     block_to_json,
     channel_id_from_text,
     channel_to_json,
+    federated_model_to_json,
     from_hex,
     header_to_json,
+    lineage_to_json,
     metagraph_to_json,
     receipt_to_json,
     service_id_from_text,
@@ -83,8 +85,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def error_response(error: AgoraError) -> web.Response:
     status = error.http_status if isinstance(error, NodeError) else 400
-    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
-    return json_response(body, status)
+    return json_response(encode_error(error), status)
 
 
 def create_app(node: Node) -> web.Application:
@@ -113,6 +114,8 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/channels/{id}", get_channel_route),
         web.get("/v1/services", list_services),
         web.get("/v1/services/{id}", get_service_route),
+        web.get("/v1/lineage", get_lineage),
+        web.get("/v1/models/{hash}", get_federated_model),
         web.get("/v1/governance/proposals", list_proposals),
         web.get("/v1/governance/proposals/{id}", get_proposal_route),
         web.get("/v1/governance/params", get_governance_params),
@@ -585,6 +588,19 @@ async def get_governance_params(request: web.Request) -> web.Response:
 
 async def get_treasury(request: web.Request) -> web.Response:
     return json_response(treasury_to_json(request.app[NODE].state))
+
+
+async def get_lineage(request: web.Request) -> web.Response:
+    return json_response(lineage_to_json(request.app[NODE].state))
+
+
+async def get_federated_model(request: web.Request) -> web.Response:
+    """A federated subnet's current model, served by its content address."""
+    model_hash = from_hex(request.match_info["hash"], "hash")
+    answer = federated_model_to_json(request.app[NODE].state, model_hash)
+    if answer is None:
+        raise NotFound(f"no federated subnet's current model is {to_hex(model_hash)}")
+    return json_response(answer)
 
 
 async def faucet(request: web.Request) -> web.Response:

@@ -2,8 +2,8 @@
 
 Hashes and raw bytes are ``0x``-hex, addresses ``agr1...``, amounts JSON integers. The
 protocol keeps its canonical byte encoding (and each field type's JSON form, in
-``protocol/codec.py``); the JSON of whole transactions and vouchers, which the node API, the
-CLI and the payment code share, is here.
+``protocol/codec.py``); the JSON of whole transactions, which the node API, the CLI and the
+tests share, is here (a voucher's is in ``payments/vouchers.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from agora.node.errors import MalformedRequest
 from agora.protocol.address import encode_address
 from agora.protocol.blocks import Block, BlockHeader, compute_block_hash
-from agora.protocol.channels import VOUCHER_RECORD, Voucher
 from agora.protocol.codec import ADDRESS, HASH, U64
 from agora.protocol.domains import KINDS_BY_NAME
 from agora.protocol.errors import MalformedTransaction, ProtocolError, UnknownTransactionKind
+from agora.protocol.federation import decode_vector
 from agora.protocol.kinds import CHAIN_ID_FIELD, SIGNATURE_SIZE, Transaction
 from agora.protocol.transactions import get_kind_of
 from agora.protocol.transition import Receipt
@@ -206,7 +206,82 @@ def service_id_from_text(value: str, path: str = "id") -> bytes:
     return raw
 
 
-# --- transactions and vouchers: raise protocol errors, whose codes clients match on ----------
+def lineage_to_json(state: Any) -> dict[str, Any]:
+    """Every lineage record of the ledger (``protocol/data.py``): data commitments, federations,
+    round records, model lineage and served models; the graph ``agora.lineage`` walks."""
+    tables = state.tables
+    return {
+        "data_royalty_u16": state.params.data_royalty_u16,
+        "data_commitments": [
+            {
+                "owner": encode_address(c.owner),
+                "netuid": c.netuid,
+                "merkle_root": to_hex(c.merkle_root),
+                "rows": c.rows,
+                "schema": c.schema,
+                "allow_training": c.allow_training,
+                "allow_inference": c.allow_inference,
+                "committed_at": c.committed_at,
+            }
+            for _, c in sorted(tables["data_commitments"].items())
+        ],
+        "federations": [
+            {
+                "netuid": f.netuid,
+                "round": f.round_number,
+                "model_hash": to_hex(f.model_hash),
+                "round_start": f.round_start,
+                "commit_blocks": f.commit_blocks,
+                "reveal_blocks": f.reveal_blocks,
+            }
+            for _, f in sorted(tables["federations"].items())
+        ],
+        "rounds": [
+            {
+                "netuid": r.netuid,
+                "round": r.round_number,
+                "parent_hash": to_hex(r.parent_hash),
+                "model_hash": to_hex(r.model_hash),
+                "recorded_at": r.recorded_at,
+                "contributions": [
+                    {"hotkey": encode_address(h), "update_hash": to_hex(u), "credit_u16": c}
+                    for h, u, c in r.contributions
+                ],
+            }
+            for _, r in sorted(tables["round_records"].items())
+        ],
+        "models": [
+            {
+                "model_hash": to_hex(model_hash),
+                "netuid": m.netuid,
+                "round": m.round_number,
+                "parent_hash": to_hex(m.parent_hash),
+                "credits": [{"hotkey": encode_address(h), "credit": c} for h, c in m.credits],
+            }
+            for model_hash, m in sorted(tables["model_lineage"].items())
+        ],
+        "served": [
+            {"netuid": netuid, "hotkey": encode_address(hotkey), "model_hash": to_hex(model_hash)}
+            for (netuid, hotkey), model_hash in sorted(tables["served_models"].items())
+        ],
+    }
+
+
+def federated_model_to_json(state: Any, model_hash: bytes) -> dict[str, Any] | None:
+    """The parameters of a current federated model, by its content address, or None."""
+    from_state = [f for _, f in state.tables["federations"].items() if f.model_hash == model_hash]
+    if not from_state:
+        return None
+    federation = from_state[0]
+    return {
+        "model_hash": to_hex(model_hash),
+        "netuid": federation.netuid,
+        "round": federation.round_number,
+        "parameters": list(decode_vector(federation.model)),
+    }
+
+
+# --- transactions: raise protocol errors, whose codes clients match on ----------------------
 
 
 def transaction_to_json(tx: Transaction) -> dict[str, Any]:
@@ -253,11 +328,3 @@ def transaction_from_json(value: Any) -> Transaction:
         body=kind.body.from_json(value["body"], "transaction.body"),
         signature=signature_bytes,
     )
-
-
-def voucher_to_json(voucher: Voucher) -> Any:
-    return VOUCHER_RECORD.to_json(voucher)
-
-
-def voucher_from_json(value: Any, path: str = "voucher") -> Voucher:
-    return VOUCHER_RECORD.from_json(value, path)

@@ -7,7 +7,7 @@ change meaning once released. Ranges by domain:
     1200-1299  accounts, nonces and fees             1300-1399  blocks and genesis
     2000-2099  subnets and registration               2100-2199  staking and delegation
     2200-2299  weights and commit-reveal             2300-2399  payment channels
-    2400-2499  governance and voting power           2500-2599  data: federated models
+    2400-2499  governance and voting power           2500-2599  data, federated rounds, lineage
     2600-2699  services
 
 Every domain's errors are here, in one hierarchy under ``ProtocolError``; the Yuma rules'
@@ -422,6 +422,96 @@ class NothingToAggregate(FederationError):
     """No contributor was paid for the round, so there is no update to aggregate."""
 
     code = 2503
+
+
+# --- data and lineage (data.py) ----------------------------------------------------------
+
+
+class DataError(ProtocolError):
+    """Base of the data and lineage refusals (codes 2520-2549)."""
+
+    code = 2520
+
+
+class NotFederatedSubnet(DataError):
+    """The subnet's task kind is not ``federated``, or its owner has not started it."""
+
+    code = 2521
+
+
+class FederationAlreadyStarted(DataError):
+    """``start_federation`` on a subnet whose federation has already started."""
+
+    code = 2522
+
+
+class NotFederationOwner(DataError):
+    """Only the subnet owner's coldkey may start its federation."""
+
+    code = 2523
+
+
+class NoTrainingConsent(DataError):
+    """The contributor has no data commitment on this subnet that allows training."""
+
+    code = 2524
+
+
+class WrongRound(DataError):
+    """The transaction names a round other than the subnet's current one."""
+
+    code = 2525
+
+
+class OutsideWindow(DataError):
+    """A commit outside the commit window, a reveal outside the reveal window, or a record
+    before the reveal window closed and an epoch ran after it."""
+
+    code = 2526
+
+
+class NoUpdateCommitment(DataError):
+    """A reveal from a contributor that made no commitment this round, or one already
+    revealed."""
+
+    code = 2527
+
+
+class UpdateCommitmentMismatch(DataError):
+    """The revealed update does not match the contributor's commitment."""
+
+    code = 2528
+
+
+class DuplicateUpdate(DataError):
+    """Another contributor already revealed this very update in this round (a replay)."""
+
+    code = 2529
+
+
+class RoundRecordMismatch(DataError):
+    """The round record differs from what the ledger recomputes: the parent hash, the list
+    of revealed updates and credits, or the new model hash."""
+
+    code = 2530
+
+
+class ModelUnknown(DataError):
+    """No round record produced a model with this hash."""
+
+    code = 2531
+
+
+class NoInferenceConsent(DataError):
+    """A contributor credited in the model's lineage does not allow inference."""
+
+    code = 2532
+
+
+class NotRegisteredOnSubnet(DataError):
+    """The sender hotkey has no uid on the subnet it names."""
+
+    code = 2533
 
 
 # --- services (services.py) --------------------------------------------------------------

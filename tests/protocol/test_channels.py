@@ -32,12 +32,8 @@ from protocol_helpers import (
     rebuild_from_rows,
 )
 
-from agora.node.wire import (
-    transaction_from_json,
-    transaction_to_json,
-    voucher_from_json,
-    voucher_to_json,
-)
+from agora.node.wire import transaction_from_json, transaction_to_json
+from agora.payments.vouchers import voucher_from_json, voucher_to_json
 from agora.protocol.accounts import get_account, get_balance
 from agora.protocol.channels import (
     Channel,
