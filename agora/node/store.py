@@ -43,6 +43,7 @@ from agora.protocol.genesis import (
 from agora.protocol.state import State
 from agora.protocol.transactions import compute_transaction_hash
 from agora.protocol.transition import AppliedBlock, Receipt
+from agora.sequencer.base import PendingPool
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -86,8 +87,11 @@ def decode_transactions(data: bytes) -> tuple[bytes, ...]:
     return decode_field(TRANSACTIONS_FIELD, data)
 
 
-class Store:
-    """One SQLite file per node. Not thread-safe: the node uses it from its event loop."""
+class Store(PendingPool):
+    """One SQLite file per node. Not thread-safe: the node uses it from its event loop.
+
+    It is the sequencer's ``PendingPool``: accepted transactions wait durably in it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
