@@ -7,6 +7,7 @@ OpenAPI description is served at /v1/openapi.json.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,18 @@ NODE = web.AppKey("node", Node)
 MAX_BLOCKS_PER_PAGE = 100
 # The open block streams' tasks, ended when the node stops.
 STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
+
+
+def reads_state(handler: Handler) -> Handler:
+    """A handler that walks the in-memory state runs between blocks, never during one (the
+    block worker changes the state while it builds; see ``agora/node/worker.py``)."""
+
+    @functools.wraps(handler)
+    async def between_blocks(request: web.Request) -> web.StreamResponse:
+        await request.app[NODE].wait_state_settled()
+        return await handler(request)
+
+    return between_blocks
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -189,6 +202,7 @@ async def get_transaction(request: web.Request) -> web.Response:
     raise NotFound(f"no transaction {to_hex(tx_hash)} in a block or waiting")
 
 
+@reads_state
 async def get_account_route(request: web.Request) -> web.Response:
     node: Node = request.app[NODE]
     address = decode_address(request.match_info["address"])
@@ -246,6 +260,7 @@ async def get_head(request: web.Request) -> web.Response:
     return json_response(header_to_json(header))
 
 
+@reads_state
 async def get_chain(request: web.Request) -> web.Response:
     node: Node = request.app[NODE]
     params = node.state.params
@@ -308,16 +323,19 @@ def _parse_netuid(request: web.Request) -> int:
         raise MalformedRequest("netuid: expected an integer from 0 to 65535") from None
 
 
+@reads_state
 async def list_subnets(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     return json_response({"subnets": [subnet_to_json(s) for s in get_subnets(state)]})
 
 
+@reads_state
 async def get_subnet_route(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     return json_response(subnet_to_json(get_subnet(state, _parse_netuid(request))))
 
 
+@reads_state
 async def get_metagraph(request: web.Request) -> web.Response:
     """``?matrices=1`` adds each uid's weights and bonds."""
     state = request.app[NODE].state
@@ -325,6 +343,7 @@ async def get_metagraph(request: web.Request) -> web.Response:
     return json_response(metagraph_to_json(state, _parse_netuid(request), include))
 
 
+@reads_state
 async def get_hotkey_route(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     hotkey = decode_address(request.match_info["address"])
@@ -348,6 +367,7 @@ async def get_hotkey_route(request: web.Request) -> web.Response:
     )
 
 
+@reads_state
 async def list_channels(request: web.Request) -> web.Response:
     """``?payer=agr1...`` and/or ``?payee=agr1...``: their channels, closed ones included."""
     state = request.app[NODE].state
@@ -362,6 +382,7 @@ async def list_channels(request: web.Request) -> web.Response:
     return json_response({"channels": [channel_to_json(i, c) for i, c in channels]})
 
 
+@reads_state
 async def get_channel_route(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     channel_id = channel_id_from_text(request.match_info["id"])

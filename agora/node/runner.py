@@ -21,7 +21,8 @@ from agora.errors import AgoraError
 from agora.node.api import create_app
 from agora.node.node import Node, NodeConfig
 from agora.node.store import Store
-from agora.sequencer.base import Sequencer
+from agora.node.worker import GroupCommitPool, Worker
+from agora.sequencer.base import PendingPool, Sequencer
 
 log = logging.getLogger("agora.node")
 
@@ -35,7 +36,7 @@ class RunningNode:
 async def run_node(
     config: NodeConfig,
     genesis: dict[str, Any] | None,
-    make_sequencer: Callable[[Store], Sequencer] | None,
+    make_sequencer: Callable[[PendingPool], Sequencer] | None,
     on_ready: Callable[[RunningNode], None] | None = None,
 ) -> None:
     """Serve until a stop signal. Exactly one of ``make_sequencer``/``config.leader_url``."""
@@ -46,7 +47,8 @@ async def run_node(
     store = Store(config.data_dir / "node.db")
     try:
         state = store.initialize(genesis) if genesis is not None else store.load_state()
-        node = Node(config, store, state)
+        writer = Worker("agora-write")
+        node = Node(config, store, state, writer)
         runner = web.AppRunner(create_app(node), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port)
@@ -54,13 +56,15 @@ async def run_node(
         port = runner.addresses[0][1]
         if on_ready is not None:
             on_ready(RunningNode(node=node, url=f"http://{config.host}:{port}"))
-        sequencer = make_sequencer(store) if make_sequencer is not None else None
+        pool = GroupCommitPool(store, writer)
+        sequencer = make_sequencer(pool) if make_sequencer is not None else None
         try:
             await _serve_until_stopped(node, sequencer, leader)
         finally:
             if sequencer is not None:
                 await sequencer.close()
             await runner.cleanup()
+            node.close()
     finally:
         if leader is not None:
             await leader.close()
