@@ -24,15 +24,18 @@ run: $(STAMP)
 $(ANVIL):
 	npm install --prefix . --no-save --no-package-lock --silent @foundry-rs/anvil-linux-amd64
 
-test: $(STAMP) $(ANVIL)
+# The checks CI runs before the tests: lint, format, types (mypy's files are in pyproject.toml).
+test: lint $(ANVIL)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check agora tests bench
+	$(BIN)/ruff format --check agora tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.bench_transfers
+# Every bench in bench/, each in a short run, and one table: name, figure, baseline, ratio.
+bench: $(STAMP) $(ANVIL)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .agora .pytest_cache

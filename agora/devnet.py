@@ -33,6 +33,7 @@ from agora.client.participant import submit_and_wait
 from agora.client.transactions import make_transaction
 from agora.errors import AgoraError
 from agora.node.devchain import DEV_ACCOUNT_BALANCE, compute_dev_seed
+from agora.process import run_until_stopped, wait_for_stop
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.params import BASE_UNITS_PER_AGR
@@ -257,8 +258,8 @@ async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
     for task in config.tasks:
         body = CreateSubnet(task_kind=task, task_config="{}", owner_hotkey=NO_HOTKEY)
         await submit_and_wait(client, owner, body, f"creating the {task} subnet")
-        subnets = await client.request("GET", "/v1/subnets")
-        netuid = max(s["netuid"] for s in subnets["subnets"] if s["task_kind"] == task)
+        subnets = await client.list_subnets()
+        netuid = max(s["netuid"] for s in subnets if s["task_kind"] == task)
         devnet.subnets[task] = netuid
         for name, value in settings.items():
             setting = SetHyperparameter(netuid=netuid, name=name, value=value)
@@ -365,7 +366,7 @@ async def _ready_hotkeys(devnet: Devnet, client: NodeClient) -> set[str]:
     """Miners that published an endpoint; validators that hold their stake."""
     ready = set()
     for netuid in devnet.subnets.values():
-        graph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+        graph = await client.get_metagraph(netuid)
         for neuron in graph["neurons"]:
             if neuron["endpoint"] or neuron["stake"] >= VALIDATOR_STAKE:
                 ready.add(neuron["hotkey"])
@@ -450,7 +451,7 @@ async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]
     """One line per subnet whenever its epoch advances: who earns, honest or not."""
     names = {c.hotkey: c for c in devnet.processes.children}
     for task, netuid in devnet.subnets.items():
-        graph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+        graph = await client.get_metagraph(netuid)
         epoch = graph["subnet"]["epoch_index"]
         if seen.get(netuid) == epoch:
             continue
@@ -486,7 +487,7 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
             await fund_wallets(devnet, client, names)
             start_participants(devnet, plan)
             say(f"Loading models in {len(plan)} processes (the first run caches them) ...")
-            await _until_stopped(stop, wait_until_serving(devnet, client))
+            await run_until_stopped(stop, wait_until_serving(devnet, client))
             if stop.is_set():
                 return
             if config.gateway:
@@ -500,22 +501,8 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                     devnet.processes.children.remove(dead)
                 with contextlib.suppress(AgoraError):
                     await report_epochs(devnet, client, seen)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await wait_for_stop(stop, 1.0)
     finally:
         say("Stopping every devnet process ...")
         await asyncio.to_thread(devnet.processes.stop_all)
         say("Stopped.")
-
-
-async def _until_stopped(stop: asyncio.Event, work: Any) -> None:
-    task = asyncio.ensure_future(work)
-    waiter = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task not in done:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return
-    task.result()

@@ -1,7 +1,7 @@
 """Epoch time of Yuma Consensus: the readable path against the vectorized one.
 
     .venv/bin/python -m bench.bench_epoch [--mode yuma3|yuma2|liquid] [--repeats N]
-                                          [--profile UIDS:VALIDATORS]
+                                          [--profile UIDS:VALIDATORS] [--max-uids N]
 
 For 64, 256, 1024 and 4096 uids, with dense weights (every validator weights every uid)
 from 64 and 256 validators, it times ``compute_epoch`` (readable, ``yuma.py``) and
@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=sorted(MODES), default="yuma3")
     parser.add_argument("--repeats", type=int, default=3, help="best of N (fast path)")
     parser.add_argument("--profile", metavar="UIDS:VALIDATORS", help="cProfile both paths")
+    parser.add_argument(
+        "--max-uids", type=int, default=UID_COUNTS[-1], help="largest size (short run: 1024)"
+    )
     arguments = parser.parse_args()
 
     if arguments.profile:
@@ -104,7 +107,7 @@ def main() -> None:
     print(f"{'uids':>6}{'validators':>12}{'readable':>12}{'fast':>10}{'ratio':>9}{'same':>7}")
     for validators in VALIDATOR_COUNTS:
         readable_estimate, previous_uids = 0.0, 0
-        for uids in UID_COUNTS:
+        for uids in (u for u in UID_COUNTS if u <= arguments.max_uids):
             if validators > uids:
                 print(f"{uids:>6}{validators:>12}{'n/a: more validators than uids':>38}")
                 continue

@@ -17,9 +17,9 @@ from nacl.signing import SigningKey
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address, encode_address
 from agora.protocol.blocks import Block
-from agora.protocol.genesis import create_genesis_state
+from agora.protocol.genesis import create_empty_state, create_genesis_state
 from agora.protocol.params import BASE_UNITS_PER_AGR, Params
-from agora.protocol.state import State, create_empty_state
+from agora.protocol.state import State
 from agora.protocol.transactions import Transaction, encode_transaction, sign_transaction
 from agora.protocol.transition import build_block
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from agora.cli.common import CliError, emit, fail, user_errors
+from agora.amounts import format_agr
+from agora.cli.common import emit, fail, parse_agr_option, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key
 from agora.client.client import NodeClient
 from agora.client.transactions import send_transaction
 from agora.node.wire import from_hex
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import decode_address
-from agora.protocol.params import BASE_UNITS_PER_AGR
 
 T = TypeVar("T")
 DEFAULT_NODE_URL = "http://127.0.0.1:7545"
@@ -40,23 +39,6 @@ def with_client(url: str | None, call: Callable[[NodeClient], Awaitable[T]]) -> 
             return await call(client)
 
     return asyncio.run(run())
-
-
-def parse_agr(text: str) -> int:
-    """'1.5' AGR -> 1_500_000_000 base units, exactly (no float anywhere)."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise CliError(f"{text!r} is not an amount; write AGR like 12 or 0.5") from None
-    base_units = value * BASE_UNITS_PER_AGR
-    if base_units != base_units.to_integral_value() or base_units <= 0:
-        raise CliError(f"{text} AGR is not a positive amount with at most 9 decimals")
-    return int(base_units)
-
-
-def format_agr(base_units: int) -> str:
-    whole, fraction = divmod(base_units, BASE_UNITS_PER_AGR)
-    return f"{whole}.{fraction:09d}".rstrip("0").rstrip(".") + " AGR"
 
 
 def register(app: typer.Typer) -> None:
@@ -98,7 +80,7 @@ def transfer(
 ) -> None:
     """Send AGR to an address."""
     recipient = decode_address(to)
-    base_units = parse_agr(amount)
+    base_units = parse_agr_option(amount)
     key = load_key(wallet_dir, wallet, hotkey)
 
     async def send(client: NodeClient) -> dict[str, Any]:

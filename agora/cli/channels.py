@@ -14,8 +14,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from agora.cli.chain import NodeOption, format_agr, parse_agr, with_client
-from agora.cli.common import CliError, emit, fail, user_errors
+from agora.amounts import format_agr
+from agora.cli.chain import NodeOption, with_client
+from agora.cli.common import CliError, emit, fail, parse_agr_option, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key
 from agora.client.client import NodeClient
 from agora.client.transactions import make_transaction
@@ -109,7 +110,7 @@ def channel_open(
     if height is None:
         raise CliError("give the expiry: --expiry HEIGHT or --blocks N")
     body = OpenChannel(
-        payee=decode_address(payee), netuid=netuid, deposit=parse_agr(deposit), expiry=height
+        payee=decode_address(payee), netuid=netuid, deposit=parse_agr_option(deposit), expiry=height
     )
     key = load_key(wallet_dir, wallet, None)
     status, nonce = _send(node, key, body)
@@ -139,7 +140,7 @@ def channel_top_up(
         raise CliError("give --amount, or a new expiry with --expiry or --blocks")
     body = TopUpChannel(
         channel_id=channel_id_from_text(channel, "channel"),
-        amount=0 if amount is None else parse_agr(amount),
+        amount=0 if amount is None else parse_agr_option(amount),
         expiry=height or 0,
     )
     status, _ = _send(node, load_key(wallet_dir, wallet, None), body)
@@ -158,7 +159,7 @@ def channel_voucher(
 ) -> None:
     """Sign a voucher from the payer's wallet (JSON, for `channel claim --voucher`)."""
     channel_id = channel_id_from_text(channel, "channel")
-    cumulative = parse_agr(amount)
+    cumulative = parse_agr_option(amount)
 
     async def read(client: NodeClient) -> tuple[dict[str, Any], dict[str, Any]]:
         return await client.get_chain(), await client.get_channel(channel_id)
@@ -191,7 +192,7 @@ def _read_voucher(
         raise CliError("give --voucher FILE, or the channel, --amount and --signature")
     return Voucher(
         channel_id=channel_id_from_text(channel, "channel"),
-        cumulative=parse_agr(amount),
+        cumulative=parse_agr_option(amount),
         signature=SIGNATURE.from_json(signature, "--signature"),
     )
 

@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from agora.amounts import InvalidAmount, parse_agr
 from agora.errors import AgoraError
 
 P = ParamSpec("P")
@@ -25,6 +26,14 @@ class CliError(AgoraError):
     """A problem the user can fix that no other layer reports (a missing option, say)."""
 
     code = 2
+
+
+def parse_agr_option(text: str) -> int:
+    """An AGR amount the user typed, in base units (``agora.amounts.parse_agr``); a CliError."""
+    try:
+        return parse_agr(text)
+    except InvalidAmount as error:
+        raise CliError(error.message) from None
 
 
 def emit(data: Any, json_mode: bool, human: Callable[[Console], None] | None = None) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +25,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agora.cli.chain import NodeOption, format_agr, node_url, parse_agr
-from agora.cli.common import CliError, emit, user_errors
+from agora.amounts import format_agr
+from agora.cli.chain import NodeOption, node_url
+from agora.cli.common import CliError, emit, parse_agr_option, user_errors
 from agora.cli.wallet import HOME_ENV, JsonOption, WalletDirOption, load_key
 from agora.gateway.store import GatewayStore
+from agora.process import run_until_signal
 
 app = typer.Typer(
     help="The OpenAI API on this machine, served by the network's miners, paid per request.",
@@ -105,8 +106,8 @@ def serve(
         data_dir=data_root(data_dir),
         host=host,
         port=port,
-        deposit=parse_agr(deposit),
-        daily_limit=None if daily_limit is None else parse_agr(daily_limit),
+        deposit=parse_agr_option(deposit),
+        daily_limit=None if daily_limit is None else parse_agr_option(daily_limit),
         channel_blocks=channel_blocks,
         verification=verification,
     )
@@ -120,14 +121,7 @@ def serve(
         )
         sys.stdout.flush()
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await run_gateway(config, payer, stop, ready)
-
-    asyncio.run(main())
+    asyncio.run(run_until_signal(lambda stop: run_gateway(config, payer, stop, ready)))
 
 
 @app.command("receipts")

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agora.cli.chain import NodeOption, format_agr, parse_agr, with_client
-from agora.cli.common import CliError, emit, fail, user_errors
+from agora.amounts import format_agr
+from agora.cli.chain import NodeOption, with_client
+from agora.cli.common import CliError, emit, fail, parse_agr_option, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key, wallet_root
 from agora.client.client import NodeClient
 from agora.client.transactions import send_transaction
@@ -90,7 +91,8 @@ def subnet_create(
 @user_errors
 def subnet_list(node: NodeOption = None, json_mode: JsonOption = False) -> None:
     """List the subnets."""
-    result = with_client(node, lambda client: client.request("GET", "/v1/subnets"))
+    subnets = with_client(node, lambda client: client.list_subnets())
+    result = {"subnets": subnets}
 
     def show(console: Console) -> None:
         table = Table("netuid", "task", "owner", "neurons", "tempo", "registration price")
@@ -119,8 +121,7 @@ def subnet_show(
     json_mode: JsonOption = False,
 ) -> None:
     """Show a subnet's metagraph as a table."""
-    path = f"/v1/subnets/{netuid}/metagraph" + ("?matrices=1" if matrices else "")
-    result = with_client(node, lambda client: client.request("GET", path))
+    result = with_client(node, lambda client: client.get_metagraph(netuid, matrices=matrices))
 
     def show(console: Console) -> None:
         subnet = result["subnet"]
@@ -209,7 +210,7 @@ def neuron_register(
     from agora.wallet.keystore import Keystore
 
     hot = Keystore(wallet_root(wallet_dir)).load_hotkey(wallet, hotkey)
-    subnet = with_client(node, lambda client: client.request("GET", f"/v1/subnets/{netuid}"))
+    subnet = with_client(node, lambda client: client.get_subnet(netuid))
     price = format_agr(subnet["burn"])
     if not yes and not typer.confirm(f"Burn {price} to register on subnet {netuid}?", err=True):
         raise CliError("registration cancelled")
@@ -247,7 +248,7 @@ def stake_add(
     json_mode: JsonOption = False,
 ) -> None:
     """Stake AGR on a hotkey (yours, or a validator you delegate to)."""
-    body = AddStake(hotkey=decode_address(hotkey), amount=parse_agr(amount))
+    body = AddStake(hotkey=decode_address(hotkey), amount=parse_agr_option(amount))
     _send(node, load_key(wallet_dir, wallet, None), body, json_mode)
 
 
@@ -262,7 +263,7 @@ def stake_remove(
     json_mode: JsonOption = False,
 ) -> None:
     """Take stake back from a hotkey."""
-    body = RemoveStake(hotkey=decode_address(hotkey), amount=parse_agr(amount))
+    body = RemoveStake(hotkey=decode_address(hotkey), amount=parse_agr_option(amount))
     _send(node, load_key(wallet_dir, wallet, None), body, json_mode)
 
 
@@ -275,7 +276,7 @@ def stake_show(
 ) -> None:
     """Show a hotkey's owner, take, total stake and stakers."""
     decode_address(hotkey)
-    result = with_client(node, lambda client: client.request("GET", f"/v1/hotkeys/{hotkey}"))
+    result = with_client(node, lambda client: client.get_hotkey(hotkey))
 
     def show(console: Console) -> None:
         console.print(

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from agora.cli.common import CliError, user_errors
+from agora.client.client import NodeClient
 from agora.node.devchain import FAUCET_ACCOUNT, FAUCET_GRANT, create_dev_genesis, get_dev_accounts
 from agora.node.node import NodeConfig
 from agora.node.runner import RunningNode, run_node
@@ -160,8 +161,15 @@ def follow(
 ) -> None:
     """Follow another node: re-execute its blocks and check every state root."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = NodeConfig(data_dir=data_dir, host=host, port=port, leader_url=leader)
-    asyncio.run(run_node(config, read_genesis(genesis), None, _announce(Console(), 0)))
+    config = NodeConfig(data_dir=data_dir, host=host, port=port)
+
+    async def main() -> None:
+        async with NodeClient(leader) as client:
+            await run_node(
+                config, read_genesis(genesis), None, _announce(Console(), 0), leader=client
+            )
+
+    asyncio.run(main())
 
 
 @inbox_app.command("deploy")

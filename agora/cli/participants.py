@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -12,9 +11,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agora.cli.chain import NodeOption, format_agr, node_url
+from agora.amounts import format_agr
+from agora.cli.chain import NodeOption, node_url
 from agora.cli.common import CliError, user_errors
 from agora.cli.wallet import WalletDirOption, load_key
+from agora.process import run_until_signal
 from agora.protocol.params import BASE_UNITS_PER_AGR
 
 miner_app = typer.Typer(help="Serve a subnet's task and earn incentive.", no_args_is_help=True)
@@ -214,11 +215,4 @@ def devnet(
         say=lambda message: console.print(message, highlight=False, soft_wrap=True),
     )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await run_devnet(config, stop)
-
-    asyncio.run(main())
+    asyncio.run(run_until_signal(lambda stop: run_devnet(config, stop)))

@@ -1,9 +1,16 @@
-"""``NodeClient``: the node API from Python, async only (one API, never a sync copy)."""
+"""``NodeClient``: the node API from Python, async only (one API, never a sync copy).
+
+One method per route of ``agora/node/api.py``; callers never build a path themselves. Blocks
+come back as protocol ``Block`` values where the API carries their raw transactions; other
+answers are the API's JSON objects, as ``agora/node/openapi.py`` describes them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -50,27 +57,36 @@ class NodeClient:
             await self._session.close()
             self._session = None
 
-    async def request(self, method: str, path: str, body: Any = None) -> Any:
+    def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _fetch(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """The status and the body of one request; an unreachable node raises."""
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:
-            async with self._session.request(
+            async with self._get_session().request(
                 method, self.base_url + path, data=data, headers=headers
             ) as response:
-                payload = await response.read()
-                status = response.status
+                return response.status, await response.read()
         except (TimeoutError, aiohttp.ClientError) as error:
             raise NodeUnreachable(f"cannot reach the node at {self.base_url}: {error}") from None
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        """One JSON request; an error answer raises ``NodeApiError`` with the node's code."""
+        status, payload = await self._fetch(method, path, body)
         try:
             decoded = orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise NodeApiError(f"{path}: the node answered {status} with non-JSON") from None
         if status >= 400:
-            error = decoded.get("error", {}) if isinstance(decoded, dict) else {}
+            envelope = decoded.get("error") if isinstance(decoded, dict) else None
+            if not isinstance(envelope, dict):
+                envelope = {}
             raise NodeApiError(
-                error.get("message", f"HTTP {status}"), error.get("code", 3090), status
+                envelope.get("message", f"HTTP {status}"), envelope.get("code", 3090), status
             )
         return decoded
 
@@ -129,6 +145,28 @@ class NodeClient:
         answer = await self.request("POST", "/v1/faucet", body)
         return from_hex(answer["hash"], "hash")
 
+    async def list_subnets(self) -> list[dict[str, Any]]:
+        """Every subnet's record (``netuid``, ``task_kind``, ``hyperparameters``, ``burn``...)."""
+        answer = await self.request("GET", "/v1/subnets")
+        subnets: list[dict[str, Any]] = answer["subnets"]
+        return subnets
+
+    async def get_subnet(self, netuid: int) -> dict[str, Any]:
+        """One subnet's record; NodeApiError if there is none."""
+        answer: dict[str, Any] = await self.request("GET", f"/v1/subnets/{netuid}")
+        return answer
+
+    async def get_metagraph(self, netuid: int, *, matrices: bool = False) -> dict[str, Any]:
+        """The subnet's neurons, one per uid (with their weights and bonds if ``matrices``)."""
+        query = "?matrices=1" if matrices else ""
+        answer: dict[str, Any] = await self.request("GET", f"/v1/subnets/{netuid}/metagraph{query}")
+        return answer
+
+    async def get_hotkey(self, address: str) -> dict[str, Any]:
+        """A hotkey's owner, take, stake and stakers, and its uid on each subnet."""
+        answer: dict[str, Any] = await self.request("GET", f"/v1/hotkeys/{address}")
+        return answer
+
     async def get_channel(self, channel_id: bytes | str) -> dict[str, Any]:
         """A payment channel by id (bytes, or 0x-hex); NodeApiError 3004 if there is none."""
         ident = to_hex(channel_id) if isinstance(channel_id, bytes) else channel_id
@@ -145,3 +183,65 @@ class NodeClient:
         answer = await self.request("GET", f"/v1/channels?{query}")
         channels: list[dict[str, Any]] = answer["channels"]
         return channels
+
+    async def get_openapi(self) -> dict[str, Any]:
+        """The OpenAPI description of the API the node serves."""
+        answer: dict[str, Any] = await self.request("GET", "/v1/openapi.json")
+        return answer
+
+    async def get_health(self) -> dict[str, Any]:
+        """``{"status": "ok" | "halted", "height": H}`` (and ``error`` when halted)."""
+        status, payload = await self._fetch("GET", "/health")
+        try:
+            answer: dict[str, Any] = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise NodeApiError(f"/health: the node answered {status} with non-JSON") from None
+        return answer
+
+    async def get_metrics(self) -> str:
+        """The node's metrics in the Prometheus text format."""
+        status, payload = await self._fetch("GET", "/metrics")
+        if status >= 400:
+            raise NodeApiError(f"/metrics: HTTP {status}", status=status)
+        return payload.decode()
+
+    async def stream_blocks(self) -> AsyncIterator[dict[str, Any]]:
+        """Each block the node applies from now on: ``{"header": ..., "receipts": [...]}``.
+
+        Server-sent events over one long-lived response; the stream ends when the node stops.
+        """
+        url = self.base_url + "/v1/stream/blocks"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        try:
+            async with self._get_session().get(url, timeout=timeout) as response:
+                if response.status >= 400:
+                    raise NodeApiError(f"/v1/stream/blocks: HTTP {response.status}")
+                async for line in response.content:
+                    if line.startswith(b"data: "):
+                        event: dict[str, Any] = orjson.loads(line[len(b"data: ") :])
+                        yield event
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise NodeUnreachable(f"cannot reach the node at {self.base_url}: {error}") from None
+
+    async def list_services(
+        self,
+        *,
+        tag: str | None = None,
+        owner: str | None = None,
+        netuid: int | None = None,
+        max_price: int | None = None,
+        unit: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Live services matching every filter given, cheapest first."""
+        filters = {"tag": tag, "owner": owner, "netuid": netuid, "max_price": max_price}
+        filters["unit"] = unit
+        query = urlencode({name: value for name, value in filters.items() if value is not None})
+        answer = await self.request("GET", f"/v1/services?{query}")
+        services: list[dict[str, Any]] = answer["services"]
+        return services
+
+    async def get_service(self, service_id: bytes | str) -> dict[str, Any]:
+        """A live service by id (bytes, or 0x-hex); NodeApiError 3004 if there is none."""
+        ident = to_hex(service_id) if isinstance(service_id, bytes) else service_id
+        answer: dict[str, Any] = await self.request("GET", f"/v1/services/{ident}")
+        return answer

@@ -49,7 +49,7 @@ class SubnetInfo:
 async def get_subnet_info(client: NodeClient, netuid: int) -> SubnetInfo:
     import json
 
-    subnet = await client.request("GET", f"/v1/subnets/{netuid}")
+    subnet = await client.get_subnet(netuid)
     config = json.loads(subnet["task_config"] or "{}")
     return SubnetInfo(
         netuid=netuid,
@@ -74,7 +74,7 @@ async def submit_and_wait(
 
 
 async def find_uid(client: NodeClient, netuid: int, hotkey: bytes) -> int | None:
-    metagraph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+    metagraph = await client.get_metagraph(netuid)
     for neuron in metagraph["neurons"]:
         if decode_address(neuron["hotkey"]) == hotkey:
             return int(neuron["uid"])
@@ -124,7 +124,7 @@ async def ensure_stake(
     client: NodeClient, hotkey: Keypair, load_coldkey: Callable[[], Keypair], amount: int
 ) -> None:
     """Stake from the coldkey until the hotkey holds at least ``amount``."""
-    info = await client.request("GET", f"/v1/hotkeys/{hotkey.address}")
+    info = await client.get_hotkey(hotkey.address)
     missing = amount - int(info.get("total_stake", 0))
     if missing > 0:
         body = AddStake(hotkey=Address(hotkey.public_key), amount=missing)
@@ -132,7 +132,7 @@ async def ensure_stake(
 
 
 async def publish_endpoint(client: NodeClient, netuid: int, hotkey: Keypair, url: str) -> None:
-    metagraph = await client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+    metagraph = await client.get_metagraph(netuid)
     for neuron in metagraph["neurons"]:
         if decode_address(neuron["hotkey"]) == hotkey.public_key and neuron["endpoint"] == url:
             return

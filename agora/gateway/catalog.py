@@ -80,7 +80,7 @@ class Catalog:
 
     async def refresh(self) -> None:
         try:
-            subnets = (await self.client.request("GET", "/v1/subnets"))["subnets"]
+            subnets = await self.client.list_subnets()
             markets = []
             for subnet in subnets:
                 if subnet["task_kind"] in MODELS:
@@ -98,7 +98,7 @@ class Catalog:
                 log.warning("catalog not refreshed: error[%d] %s", error.code, error.message)
 
     async def _read_market(self, netuid: int, task: str) -> Market:
-        answer = await self.client.request("GET", f"/v1/subnets/{netuid}/metagraph")
+        answer = await self.client.get_metagraph(netuid)
         neurons, block, _ = parse_metagraph(answer)
         offers = []
         for neuron in neurons:

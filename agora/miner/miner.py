@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from agora.miner.payments import PaymentGate, Price
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView
 from agora.neuron.server import Caller, NeuronServer
+from agora.process import run_until_signal
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.tasks.registry import get_task, load_backend
 from agora.wallet.keys import Keypair
@@ -75,7 +75,8 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
     """Serve until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is None)."""
     if config.behaviour not in BEHAVIOURS:
         raise AgoraError(f"behaviour must be one of {', '.join(BEHAVIOURS)}")
-    stop = stop or _stop_on_signals()
+    if stop is None:
+        return await run_until_signal(lambda signalled: run_miner(config, signalled))
     async with NodeClient(config.node_url) as client:
         subnet = await get_subnet_info(client, config.netuid)
         task = get_task(subnet.task_kind)
@@ -217,11 +218,3 @@ def _make_info(
         }
 
     return info
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    return stop

@@ -82,12 +82,11 @@ class MetagraphView:
         """Read ``GET /v1/subnets/{netuid}/metagraph`` and replace the view with it."""
         if not self.node_url and self._client is None:
             return  # a fixed view
-        path = f"/v1/subnets/{self.netuid}/metagraph"
         if self._client is not None:
-            answer = await self._client.request("GET", path)
+            answer = await self._client.get_metagraph(self.netuid)
         else:
             async with NodeClient(self.node_url) as client:
-                answer = await client.request("GET", path)
+                answer = await client.get_metagraph(self.netuid)
         neurons, block, subnet = parse_metagraph(answer)
         self._set(neurons, block, subnet)
 

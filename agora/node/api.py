@@ -7,7 +7,6 @@ OpenAPI description is served at /v1/openapi.json.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,8 @@ from agora.node.wire import (
     header_to_json,
     metagraph_to_json,
     receipt_to_json,
+    service_id_from_text,
+    service_to_json,
     subnet_to_json,
     to_hex,
 )
@@ -36,8 +37,15 @@ from agora.protocol.address import decode_address, encode_address
 from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
 from agora.protocol.codec import U16, U64
 from agora.protocol.errors import ProtocolError
+from agora.protocol.services import Service, ServiceNotFound, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
-from agora.protocol.subnets import get_subnet, get_subnets, get_uid, iterate_subnet_ids
+from agora.protocol.subnets import (
+    get_neuron,
+    get_subnet,
+    get_subnets,
+    get_uid,
+    iterate_subnet_ids,
+)
 from agora.protocol.transactions import encode_transaction, transaction_from_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,18 +53,6 @@ NODE = web.AppKey("node", Node)
 MAX_BLOCKS_PER_PAGE = 100
 # The open block streams' tasks, ended when the node stops.
 STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
-
-
-def reads_state(handler: Handler) -> Handler:
-    """A handler that walks the in-memory state runs between blocks, never during one (the
-    block worker changes the state while it builds; see ``agora/node/worker.py``)."""
-
-    @functools.wraps(handler)
-    async def between_blocks(request: web.Request) -> web.StreamResponse:
-        await request.app[NODE].wait_state_settled()
-        return await handler(request)
-
-    return between_blocks
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -93,6 +89,8 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/hotkeys/{address}", get_hotkey_route),
         web.get("/v1/channels", list_channels),
         web.get("/v1/channels/{id}", get_channel_route),
+        web.get("/v1/services", list_services),
+        web.get("/v1/services/{id}", get_service_route),
         web.get("/v1/openapi.json", openapi),
         web.get("/health", health),
         web.get("/metrics", metrics),
@@ -105,6 +103,8 @@ def _errors_middleware(node: Node) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.match_info.handler not in SERVED_DURING_BLOCKS:
+                await node.wait_state_settled()
             response = await handler(request)
         except AgoraError as error:
             response = error_response(error)
@@ -202,7 +202,6 @@ async def get_transaction(request: web.Request) -> web.Response:
     raise NotFound(f"no transaction {to_hex(tx_hash)} in a block or waiting")
 
 
-@reads_state
 async def get_account_route(request: web.Request) -> web.Response:
     node: Node = request.app[NODE]
     address = decode_address(request.match_info["address"])
@@ -260,7 +259,6 @@ async def get_head(request: web.Request) -> web.Response:
     return json_response(header_to_json(header))
 
 
-@reads_state
 async def get_chain(request: web.Request) -> web.Response:
     node: Node = request.app[NODE]
     params = node.state.params
@@ -288,7 +286,8 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
     queue = node.subscribe()
     streams = request.app[STREAMS]
     task = asyncio.current_task()
-    streams.add(task)
+    if task is not None:
+        streams.add(task)
     try:
         await response.prepare(request)
         while True:
@@ -312,7 +311,8 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
 
 async def _end_streams(app: web.Application) -> None:
     """A stopping node ends its open streams; aiohttp would otherwise wait up to 60 s."""
-    for task in list(app[STREAMS]):
+    streams: set[asyncio.Task[Any]] = app[STREAMS]
+    for task in list(streams):
         task.cancel()
 
 
@@ -323,19 +323,16 @@ def _parse_netuid(request: web.Request) -> int:
         raise MalformedRequest("netuid: expected an integer from 0 to 65535") from None
 
 
-@reads_state
 async def list_subnets(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     return json_response({"subnets": [subnet_to_json(s) for s in get_subnets(state)]})
 
 
-@reads_state
 async def get_subnet_route(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     return json_response(subnet_to_json(get_subnet(state, _parse_netuid(request))))
 
 
-@reads_state
 async def get_metagraph(request: web.Request) -> web.Response:
     """``?matrices=1`` adds each uid's weights and bonds."""
     state = request.app[NODE].state
@@ -343,7 +340,6 @@ async def get_metagraph(request: web.Request) -> web.Response:
     return json_response(metagraph_to_json(state, _parse_netuid(request), include))
 
 
-@reads_state
 async def get_hotkey_route(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     hotkey = decode_address(request.match_info["address"])
@@ -367,7 +363,6 @@ async def get_hotkey_route(request: web.Request) -> web.Response:
     )
 
 
-@reads_state
 async def list_channels(request: web.Request) -> web.Response:
     """``?payer=agr1...`` and/or ``?payee=agr1...``: their channels, closed ones included."""
     state = request.app[NODE].state
@@ -382,7 +377,6 @@ async def list_channels(request: web.Request) -> web.Response:
     return json_response({"channels": [channel_to_json(i, c) for i, c in channels]})
 
 
-@reads_state
 async def get_channel_route(request: web.Request) -> web.Response:
     state = request.app[NODE].state
     channel_id = channel_id_from_text(request.match_info["id"])
@@ -391,6 +385,74 @@ async def get_channel_route(request: web.Request) -> web.Response:
     except ChannelNotFound as error:
         raise NotFound(error.message) from None
     return json_response(channel_to_json(channel_id, channel))
+
+
+def compute_service_reputation(state: Any, service: Service) -> dict[str, int]:
+    """What the ledger measured of a service: the amounts settled by claims of channels that
+    pay its owner on its subnet, from how many payers, and the owner's incentive there when
+    it is also a miner of the subnet (u16, 0 otherwise)."""
+    channels = [
+        channel
+        for _, channel in get_channels(state, payee=service.owner)
+        if channel.netuid == service.netuid
+    ]
+    uid = get_uid(state, service.netuid, service.owner)
+    incentive = 0 if uid is None else get_neuron(state, service.netuid, uid).incentive_u16
+    return {
+        "settled": sum(channel.claimed for channel in channels),
+        "channels": len(channels),
+        "payers": len({channel.payer for channel in channels}),
+        "incentive_u16": incentive,
+    }
+
+
+def _parse_query_int(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        return U64.from_json(int(text), name)
+    except (ValueError, ProtocolError):
+        raise MalformedRequest(f"{name}: expected a non-negative integer") from None
+
+
+async def list_services(request: web.Request) -> web.Response:
+    """Live services: ``?tag=``, ``?owner=agr1...``, ``?netuid=``, ``?max_price=`` (base
+    units) with ``?unit=`` (call, 1k-tokens, second) filter them; cheapest first."""
+    state = request.app[NODE].state
+    owner = request.query.get("owner")
+    tag, unit = request.query.get("tag"), request.query.get("unit")
+    netuid, max_price = _parse_query_int(request, "netuid"), _parse_query_int(request, "max_price")
+    services = [
+        (service_id, service)
+        for service_id, service in get_services(
+            state, owner=None if owner is None else decode_address(owner)
+        )
+        if (tag is None or tag in service.tags)
+        and (unit is None or service.price_unit == unit)
+        and (netuid is None or service.netuid == netuid)
+        and (max_price is None or service.price_amount <= max_price)
+    ]
+    services.sort(key=lambda item: (item[1].price_amount, item[0]))
+    return json_response(
+        {
+            "services": [
+                service_to_json(i, s, compute_service_reputation(state, s)) for i, s in services
+            ]
+        }
+    )
+
+
+async def get_service_route(request: web.Request) -> web.Response:
+    state = request.app[NODE].state
+    service_id = service_id_from_text(request.match_info["id"])
+    try:
+        service = get_service(state, service_id)
+    except ServiceNotFound as error:
+        raise NotFound(error.message) from None
+    return json_response(
+        service_to_json(service_id, service, compute_service_reputation(state, service))
+    )
 
 
 async def faucet(request: web.Request) -> web.Response:
@@ -450,3 +512,23 @@ async def metrics(request: web.Request) -> web.Response:
         f"agora_up_seconds {time.monotonic() - m.started_monotonic:.0f}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+# Routes that never walk the in-memory state (they read the store, the mempool, a counter or
+# one account), served while the builder thread changes the state. Every other route, routes
+# a command adds included, waits for the block in progress (see ``agora/node/worker.py``).
+SERVED_DURING_BLOCKS: frozenset[Handler] = frozenset(
+    {
+        submit_transactions,
+        get_transaction,
+        list_blocks,
+        get_block,
+        get_head,
+        get_genesis,
+        stream_blocks,
+        faucet,
+        openapi,
+        health,
+        metrics,
+    }
+)

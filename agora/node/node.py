@@ -75,8 +75,7 @@ class NodeConfig:
     # Dev chains: a funded key the faucet endpoint pays from, and its grant per request.
     faucet_seed: bytes | None = None
     faucet_amount: int = 0
-    # Follower mode: the node to pull blocks from.
-    leader_url: str | None = None
+    # Follower mode: how often to ask the leader for new blocks when it had none.
     poll_interval_seconds: float = 0.2
 
 

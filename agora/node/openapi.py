@@ -226,6 +226,52 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/services": {
+            "get": {
+                "summary": "Live services (agents selling work), cheapest first, with reputation",
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "query",
+                        "description": description,
+                        "schema": {"type": "string"},
+                    }
+                    for name, description in (
+                        ("tag", "only services with this tag"),
+                        ("owner", "agr1... owner hotkey"),
+                        ("netuid", "only services listed on this subnet"),
+                        ("max_price", "base units per unit, at most"),
+                        ("unit", "call, 1k-tokens or second"),
+                    )
+                ],
+                "responses": {
+                    "200": _ok(
+                        "The services",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "services": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Service"},
+                                }
+                            },
+                        },
+                    ),
+                    "400": _ERROR,
+                },
+            }
+        },
+        "/v1/services/{id}": {
+            "get": {
+                "summary": "One live service: endpoints with their proofs, price, schemas",
+                "parameters": [_path_param("id", "0x-hex service id (32 bytes)")],
+                "responses": {
+                    "200": _ok("The service", {"$ref": "#/components/schemas/Service"}),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
         "/v1/openapi.json": {
             "get": {"summary": "This description", "responses": {"200": _ok("OpenAPI 3.1")}}
         },
@@ -279,6 +325,54 @@ OPENAPI: dict[str, Any] = {
                         "description": "block height from which the payer may close",
                     },
                     "closed": {"type": "boolean"},
+                },
+            },
+            "Service": {
+                "type": "object",
+                "required": ["id", "owner", "name", "endpoints", "netuid", "price", "expiry"],
+                "properties": {
+                    "id": {"type": "string", "description": "0x-hex, 32 bytes"},
+                    "owner": {"type": "string", "description": "agr1... hotkey"},
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "endpoints": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "transport": {"type": "string"},
+                                "url": {"type": "string"},
+                                "block_height": {"type": "integer"},
+                                "block_hash": {"type": "string"},
+                                "signature": {"type": "string"},
+                            },
+                        },
+                    },
+                    "netuid": {"type": "integer"},
+                    "price": {
+                        "type": "object",
+                        "properties": {
+                            "amount": {"type": "integer", "description": "base units"},
+                            "unit": {"type": "string"},
+                        },
+                    },
+                    "input_schema_hash": {"type": "string"},
+                    "output_schema_hash": {"type": "string"},
+                    "schema_url": {"type": "string"},
+                    "model_hash": {"type": ["string", "null"]},
+                    "bond": {"type": "integer"},
+                    "registered_at": {"type": "integer"},
+                    "expiry": {"type": "integer", "description": "block height"},
+                    "reputation": {
+                        "type": "object",
+                        "properties": {
+                            "settled": {"type": "integer", "description": "base units claimed"},
+                            "channels": {"type": "integer"},
+                            "payers": {"type": "integer"},
+                            "incentive_u16": {"type": "integer"},
+                        },
+                    },
                 },
             },
             "Tx": {

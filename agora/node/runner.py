@@ -3,25 +3,28 @@
 ``run_node`` is what ``agora node run`` and ``agora node follow`` call. It returns when the
 process receives SIGINT or SIGTERM (after closing the API, the sequencer and the store), and
 raises when the node halts (a follower that saw a mismatching state root).
+
+What lives above the node in Agora's layers is handed in by the command that runs it: a
+follower's leader (a ``NodeClient``; ``Leader`` says what the node needs of it), and
+``extensions`` that add routes to the node's HTTP app (the explorer's pages, for one).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from agora.client.client import NodeClient
 from agora.errors import AgoraError
 from agora.node.api import create_app
 from agora.node.node import Node, NodeConfig
 from agora.node.store import Store
 from agora.node.worker import GroupCommitPool, Worker
+from agora.process import run_until_signal, run_until_stopped
+from agora.protocol.blocks import Block
 from agora.sequencer.base import PendingPool, Sequencer
 
 log = logging.getLogger("agora.node")
@@ -33,15 +36,29 @@ class RunningNode:
     url: str
 
 
+class Leader(Protocol):
+    """The node a follower pulls blocks from and forwards transactions to."""
+
+    base_url: str
+
+    async def get_genesis(self) -> dict[str, Any]: ...
+
+    async def list_blocks(self, start: int, limit: int = 100) -> list[Block]: ...
+
+    async def submit(self, raws: list[bytes]) -> list[bytes]: ...
+
+
 async def run_node(
     config: NodeConfig,
     genesis: dict[str, Any] | None,
     make_sequencer: Callable[[PendingPool], Sequencer] | None,
     on_ready: Callable[[RunningNode], None] | None = None,
+    *,
+    leader: Leader | None = None,
+    extensions: Sequence[Callable[[web.Application, Node], None]] = (),
 ) -> None:
-    """Serve until a stop signal. Exactly one of ``make_sequencer``/``config.leader_url``."""
+    """Serve until a stop signal. Exactly one of ``make_sequencer``/``leader``."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    leader = NodeClient(config.leader_url) if config.leader_url else None
     if genesis is None and leader is not None:
         genesis = await leader.get_genesis()
     store = Store(config.data_dir / "node.db")
@@ -49,7 +66,10 @@ async def run_node(
         state = store.initialize(genesis) if genesis is not None else store.load_state()
         writer = Worker("agora-write")
         node = Node(config, store, state, writer)
-        runner = web.AppRunner(create_app(node), access_log=None)
+        app = create_app(node)
+        for extend in extensions:
+            extend(app, node)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
@@ -66,12 +86,10 @@ async def run_node(
             await runner.cleanup()
             node.close()
     finally:
-        if leader is not None:
-            await leader.close()
         store.close()
 
 
-def _block_fetcher(leader: NodeClient) -> Callable[[int], Any]:
+def _block_fetcher(leader: Leader) -> Callable[[int], Any]:
     """Blocks from the leader; an unreachable leader is waited for, not fatal."""
 
     async def fetch(height: int) -> list[Any]:
@@ -85,30 +103,13 @@ def _block_fetcher(leader: NodeClient) -> Callable[[int], Any]:
 
 
 async def _serve_until_stopped(
-    node: Node, sequencer: Sequencer | None, leader: NodeClient | None
+    node: Node, sequencer: Sequencer | None, leader: Leader | None
 ) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     if sequencer is not None:
-        work = asyncio.ensure_future(node.run_sequenced(sequencer))
+        work = node.run_sequenced(sequencer)
     else:
-        assert leader is not None
+        if leader is None:
+            raise ValueError("a node needs a sequencer or a leader to follow")
         node.set_forwarder(leader.submit)
-        work = asyncio.ensure_future(node.run_following(_block_fetcher(leader)))
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        stopper.cancel()
-        if not work.done():
-            work.cancel()
-            try:
-                await work
-            except asyncio.CancelledError:
-                pass
-    if work.done() and not work.cancelled() and work.exception() is not None:
-        raise work.exception()  # type: ignore[misc]
+        work = node.run_following(_block_fetcher(leader))
+    await run_until_signal(lambda stop: run_until_stopped(stop, work))

@@ -44,8 +44,12 @@ from agora.protocol.blocks import (
     encode_header,
 )
 from agora.protocol.codec import decode_field, encode_field
-from agora.protocol.genesis import create_genesis_header, create_genesis_state
-from agora.protocol.state import State, create_empty_state
+from agora.protocol.genesis import (
+    create_empty_state,
+    create_genesis_header,
+    create_genesis_state,
+)
+from agora.protocol.state import State
 from agora.protocol.transactions import compute_transaction_hash
 from agora.protocol.transition import AppliedBlock, Receipt
 

@@ -154,3 +154,46 @@ def channel_id_from_text(value: str, path: str = "id") -> bytes:
     if len(raw) != 32:
         raise MalformedRequest(f"{path}: a channel id is 32 bytes of hex, got {len(raw)}")
     return raw
+
+
+def service_to_json(
+    service_id: bytes, service: Any, reputation: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """A service record as the API shows it, with its measured reputation when given."""
+    entry: dict[str, Any] = {
+        "id": to_hex(service_id),
+        "owner": encode_address(service.owner),
+        "name": service.name,
+        "description": service.description,
+        "tags": list(service.tags),
+        "endpoints": [
+            {
+                "transport": endpoint.transport,
+                "url": endpoint.url,
+                "block_height": endpoint.block_height,
+                "block_hash": to_hex(endpoint.block_hash),
+                "signature": to_hex(endpoint.signature),
+            }
+            for endpoint in service.endpoints
+        ],
+        "netuid": service.netuid,
+        "price": {"amount": service.price_amount, "unit": service.price_unit},
+        "input_schema_hash": to_hex(service.input_schema_hash),
+        "output_schema_hash": to_hex(service.output_schema_hash),
+        "schema_url": service.schema_url,
+        "model_hash": None if not any(service.model_hash) else to_hex(service.model_hash),
+        "bond": service.bond,
+        "registered_at": service.registered_at,
+        "expiry": service.expiry,
+    }
+    if reputation is not None:
+        entry["reputation"] = reputation
+    return entry
+
+
+def service_id_from_text(value: str, path: str = "id") -> bytes:
+    """A service id from a URL or an argument: 32 bytes of hex, with or without ``0x``."""
+    raw = from_hex(value, path)
+    if len(raw) != 32:
+        raise MalformedRequest(f"{path}: a service id is 32 bytes of hex, got {len(raw)}")
+    return raw

@@ -19,8 +19,8 @@ from agora.protocol.errors import (
     InsufficientBalance,
     SelfTransfer,
 )
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.state import State
-from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
 
 MAX_AMOUNT = (1 << 64) - 1
 ACCOUNTS_TAG = 3
@@ -131,3 +131,7 @@ KINDS = (
 def compute_supply_held(state: State) -> int:
     """Base units held in account balances (the invariant adds every domain's share)."""
     return sum(account.balance for _, account in state.tables["accounts"].items())
+
+
+def check_invariants(state: State) -> None:
+    """Accounts check no invariant of their own beyond the supply they hold."""

@@ -1,7 +1,8 @@
 """Payment channels: pay a miner per request, settle on chain in one transaction.
 
 A payer (any account, a developer or its gateway) opens a channel to a payee hotkey that
-serves a subnet, locking a deposit until an expiry block. With each request the payer hands
+serves a subnet (a neuron of it, or the owner of a service listed on it: ``services.py``),
+locking a deposit until an expiry block. With each request the payer hands
 the payee a voucher: the channel id and the *cumulative* amount paid so far, signed by the
 payer. The payee checks it before serving and claims the latest one whenever it likes: one
 transaction settles any number of requests, and an older voucher is worth nothing once a
@@ -49,16 +50,17 @@ from agora.protocol.codec import (
     encode_field,
 )
 from agora.protocol.errors import AmountOutOfRange, InvariantViolated, ProtocolError
-from agora.protocol.params import U16_ONE
-from agora.protocol.state import State
-from agora.protocol.subnets import get_subnet, get_uid
-from agora.protocol.transactions import (
+from agora.protocol.kinds import (
     CHAIN_ID_FIELD,
     BlockContext,
     Transaction,
     TransactionKind,
     is_valid_signature,
 )
+from agora.protocol.params import U16_ONE
+from agora.protocol.services import is_service_payee
+from agora.protocol.state import State
+from agora.protocol.subnets import get_subnet, get_uid
 
 ChannelId = NewType("ChannelId", bytes)
 
@@ -291,10 +293,12 @@ def validate_open_channel(tx: Transaction) -> None:
 def process_open_channel(state: State, tx: Transaction, context: BlockContext) -> None:
     body: OpenChannel = tx.body
     get_subnet(state, body.netuid)
-    if get_uid(state, body.netuid, body.payee) is None:
+    if get_uid(state, body.netuid, body.payee) is None and not is_service_payee(
+        state, body.payee, body.netuid
+    ):
         raise PayeeNotRegistered(
-            f"the payee hotkey is not registered on subnet {body.netuid}; "
-            "open channels to a neuron of the subnet you buy from"
+            f"the payee hotkey is not registered on subnet {body.netuid} and lists no service "
+            "there; open channels to a neuron or a service of the subnet you buy from"
         )
     if body.expiry <= context.height:
         raise InvalidChannelExpiry(
@@ -481,7 +485,8 @@ def compute_supply_held(state: State) -> int:
     return deposits + pools
 
 
-def check_domain_invariants(state: State) -> None:
+def check_invariants(state: State) -> None:
+    """No channel has more claimed than deposited."""
     for channel_id, channel in state.tables["channels"].items():
         if channel.claimed > channel.deposit:
             raise InvariantViolated(

@@ -1,15 +1,16 @@
 """Emission and epochs: new tokens every block, paid by Yuma Consensus at each subnet's epoch.
 
-At the end of every block:
+At the end of every block (``transition.state_transition`` names these steps, in order):
 1. registration prices decay (``subnets.process_registration_prices``);
-2. the block's emission is minted: ``initial_block_emission`` halved every
-   ``halving_interval_blocks``, never past ``supply_cap``; it is shared among subnets by their
+2. the block's emission is minted (``process_block_emission``): ``initial_block_emission``
+   halved every ``halving_interval_blocks``, never past ``supply_cap``; the treasury takes its
+   governable share ``treasury_emission_u16``, and the rest is shared among subnets by their
    ``emission_share`` and accumulates in each subnet's ``pending_emission``;
-3. every subnet whose epoch falls on this block runs Yuma over its neurons and pays what it
-   accumulated: the owner cut to the owner, incentive to each miner's coldkey, dividends to
-   each validator's owner (its take) and stakers (pro rata); the validators' share of the
-   payment-channel fees claimed since the last epoch is paid with the dividends, in
-   proportion to them (``process_channel_fees``).
+3. every subnet whose epoch falls on this block runs Yuma over its neurons (``process_epochs``)
+   and pays what it accumulated: the owner cut to the owner, incentive to each miner's
+   coldkey, dividends to each validator's owner (its take) and stakers (pro rata); the
+   validators' share of the payment-channel fees claimed since the last epoch is paid with
+   the dividends, in proportion to them (``process_channel_fees``).
 
 Every base unit is accounted for: what integer division leaves over (the shares among
 subnets, Yuma's rounding, an epoch with nobody to pay) goes to the treasury.
@@ -24,7 +25,9 @@ from agora.protocol.channels import get_fee_pool, set_fee_pool
 from agora.protocol.consensus.weights import compute_commit_block_for_mask
 from agora.protocol.consensus.yuma import EpochInputs, EpochResult, YumaParams
 from agora.protocol.consensus.yuma_fast import compute_epoch_fast
-from agora.protocol.staking import distribute_dividends, get_total_stake
+from agora.protocol.kinds import BlockContext, TransactionKind
+from agora.protocol.params import U16_ONE
+from agora.protocol.staking import distribute_dividends, get_hotkey, get_total_stake
 from agora.protocol.state import State
 from agora.protocol.subnets import (
     Subnet,
@@ -33,30 +36,27 @@ from agora.protocol.subnets import (
     get_subnet,
     get_subnets,
     is_epoch_block,
-    process_registration_prices,
     set_neuron,
     set_subnet,
 )
-from agora.protocol.transactions import BlockContext
+from agora.protocol.voting_power import record_contribution
+from agora.protocol.weight_commits import get_commits
 
 
 def register_tables(state: State) -> None:
     """Emission keeps its totals in the ledger table (``minted``, ``treasury``)."""
 
 
-KINDS = ()
+KINDS: tuple[TransactionKind, ...] = ()
 
 
 def compute_supply_held(state: State) -> int:
+    """What emission has minted and not yet paid is held by the subnets (pending emission)."""
     return 0
 
 
-def process_end_block(state: State, context: BlockContext) -> None:
-    process_registration_prices(state, context)
-    process_block_emission(state, context)
-    for subnet in get_subnets(state):
-        if is_epoch_block(subnet.netuid, subnet.hyperparameters.tempo, context.height):
-            process_epoch(state, subnet.netuid, context)
+def check_invariants(state: State) -> None:
+    """Emission checks no invariant of its own beyond the supply conservation."""
 
 
 def compute_block_emission(params_emission: int, halving_interval: int, height: int) -> int:
@@ -80,6 +80,10 @@ def process_block_emission(state: State, context: BlockContext) -> None:
     if amount == 0:
         return
     state.set_ledger("minted", state.get_ledger("minted") + amount)
+    # The treasury's governable share comes first; the subnets share the rest.
+    to_treasury = amount * params.treasury_emission_u16 // U16_ONE
+    state.set_ledger("treasury", state.get_ledger("treasury") + to_treasury)
+    amount -= to_treasury
     total_share = sum(subnet.emission_share for subnet in subnets)
     given = 0
     for subnet in subnets:
@@ -89,6 +93,13 @@ def process_block_emission(state: State, context: BlockContext) -> None:
             given += share
     # Floor division among subnets leaves up to (subnets - 1) base units.
     state.set_ledger("treasury", state.get_ledger("treasury") + amount - given)
+
+
+def process_epochs(state: State, context: BlockContext) -> None:
+    """Run the epoch of every subnet whose epoch falls on this block, in netuid order."""
+    for subnet in get_subnets(state):
+        if is_epoch_block(subnet.netuid, subnet.hyperparameters.tempo, context.height):
+            process_epoch(state, subnet.netuid, context)
 
 
 def process_epoch(state: State, netuid: int, context: BlockContext) -> None:
@@ -101,7 +112,7 @@ def process_epoch(state: State, netuid: int, context: BlockContext) -> None:
     result = None
     if subnet.n > 0:
         result = compute_epoch_fast(compute_epoch_inputs(state, subnet, to_neurons, context.height))
-        paid = process_epoch_result(state, subnet, result)
+        paid = process_epoch_result(state, subnet, result, context.height)
         if owner_cut:
             increase_balance(state, subnet.owner, owner_cut)
     else:
@@ -122,8 +133,6 @@ def process_epoch(state: State, netuid: int, context: BlockContext) -> None:
 
 
 def compute_epoch_inputs(state: State, subnet: Subnet, emission: int, block: int) -> EpochInputs:
-    from agora.protocol.weights import get_commits
-
     neurons = get_neurons(state, subnet.netuid)
     h = subnet.hyperparameters
     commit_blocks = None
@@ -164,8 +173,12 @@ def compute_epoch_inputs(state: State, subnet: Subnet, emission: int, block: int
     )
 
 
-def process_epoch_result(state: State, subnet: Subnet, result: EpochResult) -> int:
-    """Store the epoch's outputs on each neuron and pay them; returns the total paid."""
+def process_epoch_result(state: State, subnet: Subnet, result: EpochResult, height: int) -> int:
+    """Store the epoch's outputs on each neuron and pay them; returns the total paid.
+
+    What each neuron earns is also its verified contribution, the part of voting power that
+    comes from measured work (``voting_power.record_contribution``).
+    """
     paid = 0
     for uid, neuron in enumerate(get_neurons(state, subnet.netuid)):
         set_neuron(
@@ -187,7 +200,11 @@ def process_epoch_result(state: State, subnet: Subnet, result: EpochResult) -> i
         )
         if result.miner_emission[uid]:
             increase_balance(state, neuron.coldkey, result.miner_emission[uid])
+            record_contribution(state, neuron.coldkey, result.miner_emission[uid], height)
         distribute_dividends(state, neuron.hotkey, result.validator_emission[uid])
+        if result.validator_emission[uid]:
+            owner = get_hotkey(state, neuron.hotkey).owner
+            record_contribution(state, owner, result.validator_emission[uid], height)
         paid += result.miner_emission[uid] + result.validator_emission[uid]
     return paid
 

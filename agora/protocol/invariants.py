@@ -1,8 +1,8 @@
 """Invariants that must hold after every block; tests run them, a violation is a bug.
 
 Supply conservation: genesis supply + minted - burned equals what every domain holds
-(balances, stakes, channel deposits, pending emission) plus the treasury. No amount is
-negative. Domains may add their own checks through ``check_domain_invariants``.
+(balances, stakes, channel deposits, pending emission) plus the treasury. No ledger amount is
+negative. Then each domain's own ``check_invariants`` (the ``Domain`` shape in domains.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,13 @@ from agora.protocol.state import State
 
 
 def check_invariants(state: State) -> None:
+    check_supply(state)
+    check_ledger_not_negative(state)
+    for domain in domains.DOMAINS:
+        domain.check_invariants(state)
+
+
+def check_supply(state: State) -> None:
     expected = (
         state.get_ledger("genesis_supply") + state.get_ledger("minted") - state.get_ledger("burned")
     )
@@ -21,12 +28,9 @@ def check_invariants(state: State) -> None:
         held += domain.compute_supply_held(state)
     if held != expected:
         raise InvariantViolated(f"supply is {held} base units, expected {expected}")
-    for name, table in state.tables.items():
-        if name == "ledger":
-            negative = [key for key, amount in table.items() if amount < 0]
-            if negative:
-                raise InvariantViolated(f"ledger entry {negative[0]} is negative")
-    for domain in domains.DOMAINS:
-        check_domain = getattr(domain, "check_domain_invariants", None)
-        if check_domain is not None:
-            check_domain(state)
+
+
+def check_ledger_not_negative(state: State) -> None:
+    negative = [key for key, amount in state.tables["ledger"].items() if amount < 0]
+    if negative:
+        raise InvariantViolated(f"ledger entry {negative[0]} is negative")

@@ -41,6 +41,50 @@ class Params:
     # rest of the share goes to the treasury.
     channel_fee_u16: int = 3_277
     channel_fee_validators_u16: int = 32_767
+    # Governance. The treasury's share of each block's emission, taken before the subnets'
+    # split (0 by default: the treasury lives on fees and rounding until a vote sets it).
+    treasury_emission_u16: int = 0
+    # A vote weighs stake plus this many thousandths of a base unit of power per base unit
+    # the ledger paid the voter for measured work (miner incentive, validator dividends) over
+    # the last ``contribution_window_epochs`` governance epochs (λ = 10 by default).
+    contribution_weight_per_mille: int = 10_000
+    governance_epoch_blocks: int = 360
+    contribution_window_epochs: int = 30
+    # The share of decisive votes (yes, no, veto) that vetoes a proposal and takes its deposit.
+    veto_threshold_u16: int = 21_845
+    # Each step of conviction multiplies a vote's stake and locks it this much longer.
+    conviction_lock_blocks: int = 7_200
+
+
+# Hard bounds, inclusive, that no genesis file and no vote can cross.
+PARAM_BOUNDS: dict[str, tuple[int, int]] = {
+    "min_fee": (0, 1_000 * BASE_UNITS_PER_AGR),
+    "max_transaction_bytes": (128, 1_048_576),
+    "max_block_transactions": (1, 100_000),
+    "subnet_lock_cost": (0, 1_000_000 * BASE_UNITS_PER_AGR),
+    "max_subnets": (1, 4_096),
+    "initial_block_emission": (0, 1_000 * BASE_UNITS_PER_AGR),
+    "halving_interval_blocks": (1, 1 << 40),
+    "supply_cap": (0, (1 << 64) - 1),
+    "owner_cut_u16": (0, U16_ONE),
+    "default_take_u16": (0, U16_ONE),
+    "max_take_u16": (0, U16_ONE),
+    "channel_fee_u16": (0, U16_ONE // 2),
+    "channel_fee_validators_u16": (0, U16_ONE),
+    "treasury_emission_u16": (0, U16_ONE // 4),
+    "contribution_weight_per_mille": (0, 1_000_000),
+    "governance_epoch_blocks": (1, 1_000_000),
+    "contribution_window_epochs": (1, 64),
+    "veto_threshold_u16": (U16_ONE // 10, U16_ONE),
+    "conviction_lock_blocks": (0, 10_000_000),
+}
+
+
+def validate_params_consistent(params: Params) -> str | None:
+    """What is wrong with a set of parameters that each sit within their bounds, or None."""
+    if params.default_take_u16 > params.max_take_u16:
+        return "default_take_u16 cannot exceed max_take_u16"
+    return None
 
 
 PARAMS_RECORD: Record[Params] = Record(
@@ -67,4 +111,11 @@ def params_from_json(value: Any) -> Params:
             raise InvalidGenesis(str(error)) from None
         if name.endswith("_u16") and checked[name] > U16_ONE:
             raise InvalidGenesis(f"params.{name}: a u16 proportion is at most {U16_ONE}")
-    return Params(**checked)
+        low, high = PARAM_BOUNDS[name]
+        if not low <= checked[name] <= high:
+            raise InvalidGenesis(f"params.{name}: must be between {low} and {high}")
+    params = Params(**checked)
+    problem = validate_params_consistent(params)
+    if problem is not None:
+        raise InvalidGenesis(f"params: {problem}")
+    return params

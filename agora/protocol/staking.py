@@ -18,11 +18,13 @@ from agora.protocol.errors import (
     HotkeyNotFound,
     HotkeyOwnedByAnother,
     InsufficientStake,
+    InvariantViolated,
     NotHotkeyOwner,
     TakeOutOfBounds,
 )
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.state import State
-from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
+from agora.protocol.voting_power import validate_unlocked
 
 HOTKEYS_TAG = 20
 STAKES_TAG = 21
@@ -70,6 +72,15 @@ def get_total_stake(state: State, hotkey: Address) -> int:
 def get_stake(state: State, hotkey: Address, coldkey: Address) -> int:
     amount: int = state.tables["stakes"].get((hotkey, coldkey), 0)
     return amount
+
+
+def get_coldkey_stake(state: State, coldkey: Address) -> int:
+    """Everything ``coldkey`` has staked, on every hotkey (what its votes weigh)."""
+    return sum(amount for (_, cold), amount in state.tables["stakes"].items() if cold == coldkey)
+
+
+def get_total_staked(state: State) -> int:
+    return sum(info.total_stake for _, info in state.tables["hotkeys"].items())
 
 
 def get_stakers(state: State, hotkey: Address) -> list[tuple[Address, int]]:
@@ -160,6 +171,7 @@ def process_add_stake(state: State, tx: Transaction, context: BlockContext) -> N
 def process_remove_stake(state: State, tx: Transaction, context: BlockContext) -> None:
     body: RemoveStake = tx.body
     decrease_stake(state, body.hotkey, tx.sender, body.amount)
+    validate_unlocked(state, tx.sender, get_coldkey_stake(state, tx.sender), context.height)
     increase_balance(state, tx.sender, body.amount)
 
 
@@ -217,9 +229,8 @@ def compute_supply_held(state: State) -> int:
     return sum(amount for _, amount in state.tables["stakes"].items())
 
 
-def check_domain_invariants(state: State) -> None:
-    from agora.protocol.errors import InvariantViolated
-
+def check_invariants(state: State) -> None:
+    """A hotkey's total stake is the sum of every coldkey's stake on it."""
     totals: dict[Address, int] = {}
     for (hotkey, _), amount in state.tables["stakes"].items():
         totals[hotkey] = totals.get(hotkey, 0) + amount

@@ -263,13 +263,8 @@ def _sum_lanes(hashes: list[bytes]) -> np.ndarray:
     return summed
 
 
-def create_empty_state(chain_id: str) -> State:
-    """A state with the core tables; domain modules add theirs through ``register_tables``."""
-    from agora.protocol import domains
-
-    state = State(chain_id=chain_id)
+def register_core_tables(state: State) -> None:
+    """The two tables every domain needs: the chain's parameters and the ledger's totals
+    (genesis supply, minted, burned, treasury). Domain modules add theirs after these."""
     state.add_table(1, "params", _text_codec(), (PARAMS_RECORD.encode, PARAMS_RECORD.decode))
     state.add_table(2, "ledger", _text_codec(), _u64_codec())
-    for domain in domains.DOMAINS:
-        domain.register_tables(state)
-    return state

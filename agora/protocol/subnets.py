@@ -28,6 +28,8 @@ from agora.protocol.codec import (
     Record,
     Text,
     TupleOf,
+    decode_field,
+    encode_field,
 )
 from agora.protocol.consensus.registration import (
     DEFAULT_BURN_INCREASE_MULT_U64F64,
@@ -49,18 +51,23 @@ from agora.protocol.errors import (
     TooManySubnets,
     UnknownHyperparameter,
 )
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.protocol.staking import bind_hotkey
 from agora.protocol.state import State
-from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
+from agora.protocol.weight_commits import clear_commits
 
 SUBNETS_TAG = 10
 NEURONS_TAG = 11
 SUBNET_HOTKEYS_TAG = 12
+# Governance-set bounds on hyperparameters, within ``HYPERPARAMETER_BOUNDS``; a name with no
+# row has the hard bounds.
+HYPERPARAMETER_BOUNDS_TAG = 53
 NO_HOTKEY = Address(bytes(32))
 MAX_UIDS_LIMIT = 4096
 # The owner's uids that pruning never picks (the chain's ``ImmuneOwnerUidsLimit``).
 IMMUNE_OWNER_UIDS_LIMIT = 1
-TASK_KINDS = ("embedding", "generation", "classification", "custom")
+TASK_KINDS = ("embedding", "generation", "classification", "federated", "custom")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,7 +103,8 @@ class Hyperparameters:
     burn_increase_u64f64: int = DEFAULT_BURN_INCREASE_MULT_U64F64 - ONE_U64F64
 
 
-# Inclusive bounds an owner must stay within (booleans are always 0..1).
+# Hard inclusive bounds, written here so that no vote can cross them (booleans are 0..1);
+# governance narrows them per hyperparameter (``get_hyperparameter_bounds``).
 HYPERPARAMETER_BOUNDS: dict[str, tuple[int, int]] = {
     "tempo": (1, 50_000),
     "max_uids": (1, MAX_UIDS_LIMIT),
@@ -243,6 +251,18 @@ def register_tables(state: State) -> None:
         _netuid_hotkey_codec(),
         (lambda uid: uid.to_bytes(2, "big"), lambda raw: int.from_bytes(raw, "big")),
     )
+    state.add_table(
+        HYPERPARAMETER_BOUNDS_TAG,
+        "hyperparameter_bounds",
+        (lambda name: name.encode(), lambda raw: bytes(raw).decode()),
+        (
+            lambda bounds: encode_field(BOUNDS_FIELD, bounds),
+            lambda raw: decode_field(BOUNDS_FIELD, raw),
+        ),
+    )
+
+
+BOUNDS_FIELD: FieldType[tuple[int, int]] = TupleOf((U64, U64))
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -286,6 +306,21 @@ def get_owner_uid(state: State, subnet: Subnet) -> int | None:
     if subnet.owner_hotkey == NO_HOTKEY:
         return None
     return get_uid(state, subnet.netuid, subnet.owner_hotkey)
+
+
+def get_hyperparameter_bounds(state: State, name: str) -> tuple[int, int]:
+    """The bounds a subnet owner must stay within now: governance's, else the hard ones."""
+    bounds: tuple[int, int] = state.tables["hyperparameter_bounds"].get(
+        name, HYPERPARAMETER_BOUNDS[name]
+    )
+    return bounds
+
+
+def set_hyperparameter_bounds(state: State, name: str, bounds: tuple[int, int]) -> None:
+    if bounds == HYPERPARAMETER_BOUNDS[name]:
+        state.tables["hyperparameter_bounds"].delete(name)
+    else:
+        state.tables["hyperparameter_bounds"].set(name, bounds)
 
 
 def iterate_subnet_ids(state: State) -> Iterator[int]:
@@ -396,6 +431,12 @@ def process_set_hyperparameter(state: State, tx: Transaction, context: BlockCont
     subnet = get_subnet(state, body.netuid)
     if subnet.owner != tx.sender:
         raise NotSubnetOwner(f"only the owner of subnet {body.netuid} may change it")
+    low, high = get_hyperparameter_bounds(state, body.name)
+    if not low <= body.value <= high:
+        raise HyperparameterOutOfBounds(
+            f"{body.name} must be between {low} and {high} (bounds set by governance), "
+            f"got {body.value}"
+        )
     changes: dict[str, Any] = {body.name: body.value}
     if isinstance(getattr(subnet.hyperparameters, body.name), bool):
         changes[body.name] = body.value == 1
@@ -425,8 +466,6 @@ def validate_register(tx: Transaction) -> None:
 
 def process_register(state: State, tx: Transaction, context: BlockContext) -> None:
     """Burn the price, then take a free uid or replace the one pruning picks."""
-    from agora.protocol.staking import bind_hotkey
-
     body: Register = tx.body
     subnet = get_subnet(state, body.netuid)
     if get_uid(state, body.netuid, body.hotkey) is not None:
@@ -481,8 +520,6 @@ def _choose_uid_to_prune(state: State, subnet: Subnet, block: int) -> int:
 
 def _clear_uid(state: State, subnet: Subnet, uid: int) -> None:
     """Replacement (§10): the old hotkey leaves, and no weight points at the uid any more."""
-    from agora.protocol.weights import clear_commits
-
     old = get_neuron(state, subnet.netuid, uid)
     state.tables["subnet_hotkeys"].delete((subnet.netuid, old.hotkey))
     clear_commits(state, subnet.netuid, old.hotkey)
@@ -556,6 +593,10 @@ KINDS = (
 def compute_supply_held(state: State) -> int:
     """Lock costs and emission waiting for an epoch."""
     return sum(s.locked + s.pending_emission for _, s in state.tables["subnets"].items())
+
+
+def check_invariants(state: State) -> None:
+    """Subnets check no invariant of their own beyond the supply they hold."""
 
 
 def is_epoch_block(netuid: int, tempo: int, block: int) -> bool:

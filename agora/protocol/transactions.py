@@ -15,20 +15,20 @@ stored and posted to an ordering layer::
 The transaction hash is BLAKE2b-256 of the whole encoding. ``validate_basic`` is the
 stateless check (format, bounds, chain, fee floor, signature) a node runs before it forwards
 a transaction; the stateful checks run in ``state_transition``.
+
+The types every kind shares (``Transaction``, ``BlockContext``, ``TransactionKind``) are
+defined in ``kinds.py``, below the domain modules; this module sits above them, since it
+decodes every domain's kinds, and re-exports those types for callers outside the protocol.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
-
-from agora.protocol.address import Address
-from agora.protocol.codec import ADDRESS, U16, U64, Reader, Record, Text
+from agora.protocol.codec import ADDRESS, U16, U64, Reader
+from agora.protocol.domains import KINDS_BY_NAME, KINDS_BY_NUMBER
 from agora.protocol.errors import (
     FeeTooLow,
     InvalidSignature,
@@ -37,73 +37,46 @@ from agora.protocol.errors import (
     UnknownTransactionKind,
     WrongChain,
 )
+from agora.protocol.kinds import (
+    CHAIN_ID_FIELD,
+    SIGNATURE_SIZE,
+    BlockContext,
+    Transaction,
+    TransactionKind,
+    is_valid_signature,
+)
 from agora.protocol.params import Params
 
-if TYPE_CHECKING:
-    from agora.protocol.state import State
+__all__ = [
+    "CHAIN_ID_FIELD",
+    "MAGIC",
+    "SIGNATURE_SIZE",
+    "BlockContext",
+    "Transaction",
+    "TransactionKind",
+    "compute_transaction_hash",
+    "decode_transaction",
+    "encode_transaction",
+    "encode_unsigned",
+    "get_kind_of",
+    "get_kinds",
+    "is_valid_signature",
+    "sign_transaction",
+    "transaction_from_json",
+    "transaction_to_json",
+    "validate_basic",
+]
 
 MAGIC = b"AGT1"
-SIGNATURE_SIZE = 64
-CHAIN_ID_FIELD = Text(64)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BlockContext:
-    """What a handler may know about the block it runs in: time and seeds arrive here."""
-
-    height: int
-    timestamp: int
-    parent_hash: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transaction:
-    chain_id: str
-    sender: Address
-    nonce: int
-    fee: int
-    body: Any
-    signature: bytes = b""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransactionKind:
-    """One kind of transaction: its number, name, body encoding, and its two checks."""
-
-    kind: int
-    name: str
-    body: Record[Any]
-    # Stateless checks of the body (bounds, self-reference); raises a ProtocolError.
-    validate: Callable[[Transaction], None]
-    # Stateful handler; raises a ProtocolError to fail (its writes are then rolled back).
-    process: Callable[[State, Transaction, BlockContext], None]
-
-
-def _registry() -> tuple[dict[int, TransactionKind], dict[str, TransactionKind]]:
-    from agora.protocol import domains
-
-    by_id: dict[int, TransactionKind] = {}
-    for domain in domains.DOMAINS:
-        for kind in domain.KINDS:
-            if kind.kind in by_id:
-                raise ValueError(f"transaction kind {kind.kind} registered twice")
-            by_id[kind.kind] = kind
-    return by_id, {kind.name: kind for kind in by_id.values()}
-
-
-_KINDS: tuple[dict[int, TransactionKind], dict[str, TransactionKind]] | None = None
 
 
 def get_kinds() -> tuple[dict[int, TransactionKind], dict[str, TransactionKind]]:
-    """Kinds by number and by name, built once from the domain modules."""
-    global _KINDS
-    if _KINDS is None:
-        _KINDS = _registry()
-    return _KINDS
+    """Kinds by number and by name, from every domain module's ``KINDS``."""
+    return KINDS_BY_NUMBER, KINDS_BY_NAME
 
 
 def get_kind_of(body: Any) -> TransactionKind:
-    for kind in get_kinds()[0].values():
+    for kind in KINDS_BY_NUMBER.values():
         if type(body) is kind.body.cls:
             return kind
     raise UnknownTransactionKind(f"{type(body).__name__} is not a transaction body")
@@ -139,7 +112,7 @@ def decode_transaction(raw: bytes) -> Transaction:
     nonce = U64.read(reader)
     fee = U64.read(reader)
     kind_id = U16.read(reader)
-    kind = get_kinds()[0].get(kind_id)
+    kind = KINDS_BY_NUMBER.get(kind_id)
     if kind is None:
         raise UnknownTransactionKind(f"transaction kind {kind_id} does not exist")
     body = kind.body.read(reader)
@@ -169,14 +142,6 @@ def sign_transaction(tx: Transaction, sign: Callable[[bytes], bytes]) -> Transac
         body=tx.body,
         signature=signature,
     )
-
-
-def is_valid_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    try:
-        crypto_sign_open(signature + message, public_key)
-    except (BadSignatureError, ValueError):
-        return False
-    return True
 
 
 def validate_basic(
@@ -232,7 +197,7 @@ def transaction_from_json(value: Any) -> Transaction:
     unknown = sorted(set(value) - expected)
     if unknown:
         raise MalformedTransaction(f"transaction.{unknown[0]}: unknown field")
-    kind = get_kinds()[1].get(value["kind"]) if isinstance(value["kind"], str) else None
+    kind = KINDS_BY_NAME.get(value["kind"]) if isinstance(value["kind"], str) else None
     if kind is None:
         raise UnknownTransactionKind(f"transaction.kind: {value['kind']!r} is not a known kind")
     signature = value["signature"]

@@ -1,24 +1,34 @@
 """The state transition: the one entry point that decides who owns what.
 
-``state_transition(state, block)`` reads as the protocol's checklist: validate the header,
-apply each transaction, run the end-of-block steps of every domain (epochs, emission), commit
-the state and check the root. ``build_block`` runs the very same steps for the sequencer that
-seals a block, and fills in the roots instead of checking them.
+``state_transition(state, block)`` is the protocol's checklist, every step named in its body,
+in order. A following node reaches it through ``apply_block`` (a block someone else sealed:
+every root is checked); the sequencer through ``build_block`` (the block it seals: the state
+root is filled in). Both run the very same steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container
-from dataclasses import dataclass
+from collections.abc import Container, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
-from agora.protocol import domains
 from agora.protocol.accounts import process_fee_and_nonce
 from agora.protocol.address import Address
-from agora.protocol.blocks import Block, BlockHeader, compute_block_hash, compute_merkle_root
+from agora.protocol.blocks import (
+    ZERO_HASH,
+    Block,
+    BlockHeader,
+    compute_block_hash,
+    compute_merkle_root,
+)
+from agora.protocol.emission import process_block_emission, process_epochs
 from agora.protocol.errors import InvalidBlock, ProtocolError, StateRootMismatch
+from agora.protocol.governance import process_proposals_due
+from agora.protocol.kinds import BlockContext
+from agora.protocol.services import process_recent_block_hashes, process_service_expiries
 from agora.protocol.state import RowChange, State, compute_lattice_root
+from agora.protocol.subnets import process_registration_prices
 from agora.protocol.transactions import (
-    BlockContext,
     compute_transaction_hash,
     get_kind_of,
     validate_basic,
@@ -44,32 +54,73 @@ class AppliedBlock:
     changes: list[RowChange]
 
 
-def state_transition(state: State, block: Block) -> list[Receipt]:
-    return apply_block(state, block).receipts
+def state_transition(
+    state: State,
+    block: Block,
+    *,
+    seal: bool = False,
+    verified_signatures: Container[bytes] = frozenset(),
+) -> AppliedBlock:
+    """Apply the next block to ``state``. This function is the protocol, step by step:
+
+    1. validate the header: it extends the head (height, parent hash, timestamp), its
+       transactions root is that of its transactions, and it holds no more than
+       ``max_block_transactions`` of them;
+    2. apply each transaction, in order: the stateless checks, then the fee and nonce, then
+       the kind's handler; a transaction that fails gets a failed receipt with its error
+       code, and only its handler's writes are undone;
+    3. remember the parent block's hash (services' endpoint proofs name a recent block);
+    4. expire the services whose time to live ends at this block, bonds back to owners;
+    5. decay every subnet's registration price;
+    6. mint the block's emission into the subnets' pending emission;
+    7. run the epochs that are due (Yuma, and the payouts);
+    8. close, enact or pay the governance proposals due at this block (after the epochs, so
+       an enactment sees this block's payouts);
+    9. commit: fold the rows the block changed into the state's lattice;
+    10. check the root: the lattice's root must be the one the header claims. A sequencer
+        sealing its own block (``seal=True``, from ``build_block``) fills the root in instead.
+
+    A new domain with work at the end of every block (expire records, close rounds) adds its
+    named step between 8 and 9, or earlier where its order requires (moving a step changes
+    state roots). On any error the state
+    is left exactly as it was. ``verified_signatures`` holds hashes of transactions whose
+    signatures the caller verified already (the sequencer, at admission).
+    """
+    header = block.header
+    validate_header(state, header)
+    validate_transactions(state, block)
+    context = BlockContext(
+        height=header.height, timestamp=header.timestamp, parent_hash=header.parent_hash
+    )
+    with rollback_on_error(state):
+        receipts = [
+            process_transaction(state, raw, context, verified_signatures)
+            for raw in block.transactions
+        ]
+        process_recent_block_hashes(state, context)
+        process_service_expiries(state, context)
+        process_registration_prices(state, context)
+        process_block_emission(state, context)
+        process_epochs(state, context)
+        process_proposals_due(state, context)
+        # End-of-block steps of new domains go here, each named, in protocol order.
+        lattice, changes = state.compute_commit()
+        state_root = compute_lattice_root(lattice)
+        if seal:
+            header = replace(header, state_root=state_root)
+        validate_state_root(header, state_root)
+        state.finish_block(lattice)
+    advance_head(state, header)
+    return AppliedBlock(
+        block=Block(header=header, transactions=block.transactions),
+        receipts=receipts,
+        changes=changes,
+    )
 
 
 def apply_block(state: State, block: Block) -> AppliedBlock:
-    """Apply a block someone else sealed; on any mismatch the state is left as it was."""
-    validate_header(state, block.header)
-    if compute_merkle_root([compute_transaction_hash(t) for t in block.transactions]) != (
-        block.header.transactions_root
-    ):
-        raise InvalidBlock(f"block {block.header.height}: transactions root does not match")
-    try:
-        receipts = _execute(state, block.header.height, block.header.timestamp, block.transactions)
-        lattice, changes = state.compute_commit()
-        state_root = compute_lattice_root(lattice)
-        if state_root != block.header.state_root:
-            raise StateRootMismatch(
-                f"block {block.header.height}: executing it gives state root "
-                f"{state_root.hex()}, the block claims {block.header.state_root.hex()}"
-            )
-    except BaseException:
-        state.rollback_block()
-        raise
-    state.finish_block(lattice)
-    _advance_head(state, block.header)
-    return AppliedBlock(block=block, receipts=receipts, changes=changes)
+    """Apply a block someone else sealed (a following node): every root is checked."""
+    return state_transition(state, block)
 
 
 def build_block(
@@ -80,30 +131,33 @@ def build_block(
 ) -> AppliedBlock:
     """Seal the next block from ordered transaction bytes (the sequencer's side).
 
-    ``verified_signatures`` holds hashes of transactions whose signatures the caller has
-    already verified, so that a sequencer does not verify its own admissions twice.
+    The first ``max_block_transactions`` are taken, at a timestamp no earlier than the
+    head's, and run through ``state_transition``, which fills in the state root.
     """
-    timestamp = max(timestamp, state.head.timestamp)
-    height = state.head.height + 1
     selected = tuple(transactions[: state.params.max_block_transactions])
+    header = BlockHeader(
+        height=state.head.height + 1,
+        parent_hash=state.head.block_hash,
+        timestamp=max(timestamp, state.head.timestamp),
+        transactions_root=compute_merkle_root([compute_transaction_hash(t) for t in selected]),
+        state_root=ZERO_HASH,  # filled in by state_transition
+    )
+    return state_transition(
+        state,
+        Block(header=header, transactions=selected),
+        seal=True,
+        verified_signatures=verified_signatures,
+    )
+
+
+@contextmanager
+def rollback_on_error(state: State) -> Iterator[None]:
+    """A block's writes are committed whole or not at all: any error undoes all of them."""
     try:
-        receipts = _execute(state, height, timestamp, selected, verified_signatures)
-        lattice, changes = state.compute_commit()
+        yield
     except BaseException:
         state.rollback_block()
         raise
-    state.finish_block(lattice)
-    header = BlockHeader(
-        height=height,
-        parent_hash=state.head.block_hash,
-        timestamp=timestamp,
-        transactions_root=compute_merkle_root([r.tx_hash for r in receipts]),
-        state_root=compute_lattice_root(lattice),
-    )
-    _advance_head(state, header)
-    return AppliedBlock(
-        block=Block(header=header, transactions=selected), receipts=receipts, changes=changes
-    )
 
 
 def validate_header(state: State, header: BlockHeader) -> None:
@@ -115,27 +169,25 @@ def validate_header(state: State, header: BlockHeader) -> None:
         raise InvalidBlock(f"block {header.height} has a timestamp before its parent's")
 
 
-def _execute(
-    state: State,
-    height: int,
-    timestamp: int,
-    transactions: tuple[bytes, ...],
-    verified_signatures: Container[bytes] = frozenset(),
-) -> list[Receipt]:
-    if len(transactions) > state.params.max_block_transactions:
+def validate_transactions(state: State, block: Block) -> None:
+    """The header's transactions root matches, and the block is within the size limit."""
+    hashes = [compute_transaction_hash(raw) for raw in block.transactions]
+    if compute_merkle_root(hashes) != block.header.transactions_root:
+        raise InvalidBlock(f"block {block.header.height}: transactions root does not match")
+    limit = state.params.max_block_transactions
+    if len(block.transactions) > limit:
         raise InvalidBlock(
-            f"block {height} holds {len(transactions)} transactions; "
-            f"the limit is {state.params.max_block_transactions}"
+            f"block {block.header.height} holds {len(block.transactions)} transactions; "
+            f"the limit is {limit}"
         )
-    context = BlockContext(height=height, timestamp=timestamp, parent_hash=state.head.block_hash)
-    receipts = [
-        process_transaction(state, raw, context, verified_signatures) for raw in transactions
-    ]
-    for domain in domains.DOMAINS:
-        end_block = getattr(domain, "process_end_block", None)
-        if end_block is not None:
-            end_block(state, context)
-    return receipts
+
+
+def validate_state_root(header: BlockHeader, state_root: bytes) -> None:
+    if state_root != header.state_root:
+        raise StateRootMismatch(
+            f"block {header.height}: executing it gives state root "
+            f"{state_root.hex()}, the block claims {header.state_root.hex()}"
+        )
 
 
 def process_transaction(
@@ -182,7 +234,7 @@ def process_transaction(
     )
 
 
-def _advance_head(state: State, header: BlockHeader) -> None:
+def advance_head(state: State, header: BlockHeader) -> None:
     state.head.height = header.height
     state.head.block_hash = compute_block_hash(header)
     state.head.timestamp = header.timestamp

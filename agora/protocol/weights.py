@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from agora.protocol.address import Address
-from agora.protocol.codec import HASH, U16, U64, ListOf, Record, decode_field, encode_field
+from agora.protocol.codec import HASH, U16, U64, ListOf, Record
 from agora.protocol.consensus.weights import (
-    MAX_UNREVEALED_COMMITS,
     WeightCommit,
     WeightsContext,
     WeightsSubmission,
@@ -25,6 +24,7 @@ from agora.protocol.consensus.weights import (
     validate_rate_limit,
 )
 from agora.protocol.errors import CommitRevealDisabled, CommitRevealRequired
+from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.staking import get_total_stake
 from agora.protocol.state import State
 from agora.protocol.subnets import (
@@ -37,48 +37,17 @@ from agora.protocol.subnets import (
     get_uid,
     set_neuron,
 )
-from agora.protocol.transactions import BlockContext, Transaction, TransactionKind
-
-COMMITS_TAG = 30
-MAX_SALT_LENGTH = 32
-
-COMMIT_RECORD: Record[WeightCommit] = Record(
-    WeightCommit, (("commit_hash", HASH), ("commit_epoch", U64), ("commit_block", U64))
+from agora.protocol.weight_commits import (
+    get_commits,
+    register_commits_table,
+    set_commits,
 )
-COMMITS_FIELD = ListOf(COMMIT_RECORD, MAX_UNREVEALED_COMMITS + 1)
+
+MAX_SALT_LENGTH = 32
 
 
 def register_tables(state: State) -> None:
-    state.add_table(
-        COMMITS_TAG,
-        "weight_commits",
-        (
-            lambda key: key[0].to_bytes(2, "big") + key[1],
-            lambda raw: (int.from_bytes(raw[:2], "big"), Address(bytes(raw[2:]))),
-        ),
-        (
-            lambda commits: encode_field(COMMITS_FIELD, commits),
-            lambda raw: decode_field(COMMITS_FIELD, raw),
-        ),
-    )
-
-
-def get_commits(state: State, netuid: int, hotkey: Address) -> tuple[WeightCommit, ...]:
-    commits: tuple[WeightCommit, ...] = state.tables["weight_commits"].get((netuid, hotkey), ())
-    return commits
-
-
-def set_commits(
-    state: State, netuid: int, hotkey: Address, commits: tuple[WeightCommit, ...]
-) -> None:
-    if commits:
-        state.tables["weight_commits"].set((netuid, hotkey), commits)
-    else:
-        state.tables["weight_commits"].delete((netuid, hotkey))
-
-
-def clear_commits(state: State, netuid: int, hotkey: Address) -> None:
-    state.tables["weight_commits"].delete((netuid, hotkey))
+    register_commits_table(state)
 
 
 def _store_weights(
@@ -250,4 +219,9 @@ KINDS = (
 
 
 def compute_supply_held(state: State) -> int:
+    """Weights hold no base units."""
     return 0
+
+
+def check_invariants(state: State) -> None:
+    """Weights check no invariant of their own."""

@@ -19,6 +19,7 @@ TASK_MODULES = {
     "embedding": "agora.tasks.embedding",
     "classification": "agora.tasks.classification",
     "generation": "agora.tasks.generation",
+    "federated": "agora.tasks.federated",
 }
 
 
@@ -69,6 +70,8 @@ async def load_reference_backend(
         from agora.tasks.generation import SmolLM2Backend
 
         return await SmolLM2Backend.load(cache_dir)
+    if kind == "federated":
+        return None  # a contributor serves its own data file (``agora miner run --data``)
     if kind == "classification":
         if not serving:
             return None  # validators hold the labels; there is nothing to recompute

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from agora.client.transactions import sign_next_transaction
 from agora.errors import AgoraError
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView, NeuronInfo
+from agora.process import run_until_signal, wait_for_stop
 from agora.protocol.address import encode_address
 from agora.protocol.consensus.errors import RevealTooEarly
 from agora.protocol.consensus.weights import compute_commit_hash
@@ -232,7 +232,7 @@ class Validator:
 
     async def _chain_view(self) -> tuple[int, dict[str, Any], int]:
         """(head block, the subnet's JSON, this hotkey's ``last_update``) in one snapshot."""
-        graph = await self.client.request("GET", f"/v1/subnets/{self.config.netuid}/metagraph")
+        graph = await self.client.get_metagraph(self.config.netuid)
         last_update = next(
             (int(n["last_update"]) for n in graph["neurons"] if n["hotkey"] == self.hotkey.address),
             0,
@@ -375,10 +375,7 @@ def log_round(outcomes: list[Outcome], memory: ValidatorMemory) -> None:
 async def run_validator(config: ValidatorConfig, stop: asyncio.Event | None = None) -> None:
     """Validate until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is None)."""
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        return await run_until_signal(lambda signalled: run_validator(config, signalled))
     async with NodeClient(config.node_url) as client:
         validator = Validator(config, client)
         try:
@@ -388,7 +385,7 @@ async def run_validator(config: ValidatorConfig, stop: asyncio.Event | None = No
                 while not stop.is_set():
                     outcomes = await validator.run_round()
                     log_round(outcomes, validator.memory)
-                    await _wait(stop, config.round_interval_s)
+                    await wait_for_stop(stop, config.round_interval_s)
             finally:
                 stop.set()
                 await weights
@@ -403,11 +400,4 @@ async def _follow_chain(validator: Validator, stop: asyncio.Event) -> None:
             await validator.step_weights()
         except AgoraError as error:
             log.warning("weights: error[%s] %s", error.code, error.message)
-        await _wait(stop, validator.config.chain_poll_s)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
+        await wait_for_stop(stop, validator.config.chain_poll_s)

@@ -13,8 +13,8 @@ from pathlib import Path
 from protocol_helpers import make_scenario, rebuild_from_rows
 
 from agora.protocol.blocks import compute_block_hash
+from agora.protocol.genesis import create_empty_state
 from agora.protocol.invariants import check_invariants
-from agora.protocol.state import create_empty_state
 from agora.protocol.transactions import compute_transaction_hash
 from agora.protocol.transition import apply_block, build_block
 

@@ -143,3 +143,49 @@ def test_division_scanner() -> None:
     assert find_true_divisions("x = a / b")
     assert find_true_divisions("x /= 2")
     assert find_true_divisions("x = a // b\n# a / b") == []
+
+
+def find_function_imports(source: str, filename: str = "<source>") -> list[str]:
+    """Every ``import`` inside a function: the protocol's modules import each other one way,
+    at the top, so that a cycle shows as an import error instead of hiding in a function."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import | ast.ImportFrom):
+                    found.append(f"{filename}:{inner.lineno}: import inside {_name_of(node)}")
+    return found
+
+
+def _name_of(node: ast.AST) -> str:
+    return node.name if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else "lambda"
+
+
+def test_protocol_has_no_function_level_imports() -> None:
+    problems = [
+        problem
+        for path in _protocol_sources()
+        for problem in find_function_imports(
+            path.read_text(), str(path.relative_to(PROTOCOL_DIRECTORY))
+        )
+    ]
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f():\n    import os",
+        "def f():\n    from agora.protocol import domains",
+        "async def f():\n    from . import state",
+        "class C:\n    def method(self):\n        import hashlib",
+        "def outer():\n    def inner():\n        from agora.protocol.weights import get_commits",
+    ],
+)
+def test_function_import_scanner_flags_imports_in_functions(source: str) -> None:
+    assert find_function_imports(source)
+
+
+def test_function_import_scanner_accepts_module_level_imports() -> None:
+    source = "import hashlib\nfrom agora.protocol import state\n\ndef f():\n    return state\n"
+    assert find_function_imports(source) == []

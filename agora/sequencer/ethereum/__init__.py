@@ -12,6 +12,7 @@ Files:
   (``InboxPoster``: signing, nonces, fees).
 - ``sequencer.py``: ``EthereumSequencer`` and its ``EthereumConfig``: reads confirmed
   blocks, posts submitted transactions, re-posts those not included in time.
+- ``anvil.py``: finding and starting a local anvil (Foundry's EVM node) for devnets and tests.
 - ``artifacts/Inbox.json``: the Inbox's ABI and bytecode, compiled from
   ``contracts/Inbox.vy`` (``python tests/sequencer/test_ethereum_inbox.py --write-artifact``
   rebuilds it; a test checks that it matches the source).
