@@ -440,11 +440,39 @@ def describe(devnet: Devnet) -> str:
             """-d '{"model": "all-MiniLM-L6-v2", "input": "hello"}'""",
             f"  OPENAI_BASE_URL={devnet.gateway_url} OPENAI_API_KEY=unused python your_app.py",
         ]
+    lines += governance_hint(
+        devnet.data_dir,
+        url,
+        [c.name for c in devnet.processes.children if c.role == "validator"],
+        [c.name for c in devnet.processes.children if c.role == "miner"],
+    )
     lines += [
         "",
         "Incentive per subnet is printed at every epoch. Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def governance_hint(
+    data_dir: Path, url: str, validators: list[str], miners: list[str]
+) -> list[str]:
+    """How to propose and vote: a validator's wallet votes with its stake, a miner's with
+    what its work earned; proposals here vote for 60 blocks (the dev chain's tracks)."""
+    if not validators:
+        return []
+    wallets = f"--wallet-dir {data_dir / 'wallets'} --node {url}"
+    proposal = data_dir / "proposal.json"
+    lines = [
+        "",
+        "Govern (AGORA_WALLET_PASSWORD=" + WALLET_PASSWORD + "; every wallet above can vote):",
+        f"""  echo '{{"kind": "param_change", "changes": {{"min_fee": 2000}}}}' > {proposal}""",
+        f"  agora gov propose {proposal} --wallet {validators[0]} {wallets}",
+        f"  agora gov vote 0 yes --wallet {validators[0]} {wallets}",
+    ]
+    if miners:
+        lines.append(f"  agora gov vote 0 no --wallet {miners[0]} {wallets}")
+    lines += [f"  agora gov show 0 --node {url}", f"  agora treasury show --node {url}"]
+    return lines
 
 
 async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]) -> None:

@@ -6,10 +6,15 @@ goes from submission to enactment in tens of blocks.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from protocol_helpers import Chain, KeyPair, create_subnet, make_genesis, make_keys
+from node_helpers import make_key
+from protocol_helpers import MIN_FEE, Chain, KeyPair, create_subnet, make_genesis, make_keys
 
+from agora.client.transactions import make_transaction
+from agora.node.devchain import DEV_CHAIN_ID, create_dev_genesis
 from agora.protocol.address import Address
 from agora.protocol.genesis import create_genesis_state
 from agora.protocol.governance import (
@@ -21,7 +26,7 @@ from agora.protocol.governance import (
 )
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.staking import AddStake
-from agora.protocol.subnets import Register
+from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, Register
 
 AGR = BASE_UNITS_PER_AGR
 TRACKS: dict[str, dict[str, int]] = {
@@ -139,3 +144,49 @@ def text(description: str = "a signal") -> ProposeText:
 
 def address_of(key: KeyPair) -> Address:
     return key.address
+
+
+# --- a governed dev node ------------------------------------------------------------------------
+
+NODE_TRACKS = {
+    name: {"voting_period_blocks": 10, "timelock_blocks": 5, "extension_blocks": 2}
+    for name in ("parameters", "small_spend", "large_spend", "emergency", "signal")
+}
+NODE_TRACKS["emergency"]["timelock_blocks"] = 0
+NODE_TRACKS["signal"]["timelock_blocks"] = 0
+
+
+def write_governed_genesis(path: Path, accounts: int) -> Path:
+    """A dev genesis whose tracks vote for 10 blocks and enact 5 blocks later."""
+    document = create_dev_genesis(accounts, 1_763_700_000)
+    document["governance"] = {"tracks": NODE_TRACKS}
+    path.write_text(json.dumps(document))
+    return path
+
+
+def stake_on_node(node: Any, owner: Any, stakers: list[Any], amount: int) -> None:
+    """``owner`` creates a subnet; each staker registers a hotkey of its own and stakes."""
+
+    def signed(key: Any, body: Any, offset: int = 0) -> bytes:
+        nonce = node.account(key.address)["next_nonce"] + offset
+        return make_transaction(
+            chain_id=DEV_CHAIN_ID,
+            public_key=key.public_key,
+            sign=key.sign,
+            nonce=nonce,
+            fee=MIN_FEE,
+            body=body,
+        )
+
+    create = CreateSubnet(task_kind="embedding", task_config="{}", owner_hotkey=NO_HOTKEY)
+    (tx_hash,) = node.submit([signed(owner, create)])
+    assert node.wait_included(tx_hash)["receipt"]["success"]
+    netuid = max(s["netuid"] for s in node.get_json("/v1/subnets")["subnets"])
+    raws = []
+    for staker in stakers:
+        hotkey = Address(make_key(f"governance-hotkey-{staker.name}").public_key)
+        raws.append(signed(staker, Register(netuid=netuid, hotkey=hotkey)))
+        raws.append(signed(staker, AddStake(hotkey=hotkey, amount=amount), 1))
+    hashes = node.submit(raws)
+    for tx_hash in hashes:
+        assert node.wait_included(tx_hash)["receipt"]["success"]

@@ -136,6 +136,13 @@ def make_scenario(seed: int, blocks: int, transactions_per_block: int) -> tuple[
 
     Returns the genesis state untouched (the blocks were built on a separate copy).
     """
+    keys = make_keys(12, seed)
+    sealed = [applied.block for applied in seal_scenario(seed, blocks, transactions_per_block)]
+    return make_genesis_state(keys), sealed
+
+
+def seal_scenario(seed: int, blocks: int, transactions_per_block: int) -> list[Any]:
+    """The AppliedBlocks ``make_scenario`` seals, with the outcomes of what each refused."""
     rng = random.Random(seed)
     keys = make_keys(12, seed)
     sequencer = make_genesis_state(keys)
@@ -143,8 +150,8 @@ def make_scenario(seed: int, blocks: int, transactions_per_block: int) -> tuple[
     sealed = []
     for height in range(1, blocks + 1):
         raws = make_scenario_transactions(keys, nonces, rng, transactions_per_block)
-        sealed.append(build_block(sequencer, GENESIS_TIMESTAMP + 12 * height, raws).block)
-    return make_genesis_state(keys), sealed
+        sealed.append(build_block(sequencer, GENESIS_TIMESTAMP + 12 * height, raws))
+    return sealed
 
 
 # --- driving the incentive layer: any signed body, blocks, twin states ----------------------
@@ -200,8 +207,8 @@ class Chain:
         timestamp = GENESIS_TIMESTAMP + 12 * (self.height + 1)
         applied = build_block(self.state, timestamp, raws)
         self.blocks.append(applied.block)
-        receipts: list[Any] = applied.receipts
-        return receipts
+        # Every outcome in order, those refused before paying a fee (left out) included.
+        return list(applied.outcomes)
 
     def send(self, sender: KeyPair, body: Any) -> Any:
         """One transaction in a block of its own; its receipt."""

@@ -148,17 +148,17 @@ def faucet(
 
 def _fail_if_failed(status: dict[str, Any]) -> None:
     """A transaction sent and waited for that failed in its block exits non-zero."""
-    if status["status"] == "included" and not status["receipt"]["success"]:
+    if status["status"] in ("included", "refused") and not status["receipt"]["success"]:
         receipt = status["receipt"]
+        where = "failed in" if status["status"] == "included" else "was left out of"
         fail(
-            f"transaction {receipt['hash']} failed in block {status['height']}: "
-            f"{receipt['message']}",
+            f"transaction {receipt['hash']} {where} block {status['height']}: {receipt['message']}",
             receipt["code"],
         )
 
 
 def _print_status(console: Console, status: dict[str, Any]) -> None:
-    if status["status"] != "included":
+    if status["status"] not in ("included", "refused"):
         console.print(f"pending {status['hash']}")
         return
     receipt = status["receipt"]

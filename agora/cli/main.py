@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from agora.cli import chain, channels, gateway, incentive, node, participants, wallet
+from agora.cli import (
+    chain,
+    channels,
+    gateway,
+    governance,
+    incentive,
+    lineage,
+    node,
+    participants,
+    wallet,
+)
 
 app = typer.Typer(
     help="Agora: an open network for AI work.", no_args_is_help=True, add_completion=False
@@ -17,6 +27,8 @@ incentive.register(app)
 channels.register(app)
 participants.register(app)
 gateway.register(app)
+governance.register(app)
+lineage.register(app)
 
 
 def main() -> None:

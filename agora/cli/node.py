@@ -17,7 +17,8 @@ from rich.console import Console
 from agora.cli.common import CliError, user_errors
 from agora.client.client import NodeClient
 from agora.node.devchain import FAUCET_ACCOUNT, FAUCET_GRANT, create_dev_genesis, get_dev_accounts
-from agora.node.node import NodeConfig
+from agora.node.mempool import DEFAULT_MAX_PER_SENDER
+from agora.node.node import DEFAULT_MAX_PENDING, DEFAULT_STREAM_BACKLOG_BLOCKS, NodeConfig
 from agora.node.runner import RunningNode, run_node
 from agora.node.store import Store
 from agora.sequencer.base import PendingPool, Sequencer
@@ -94,6 +95,19 @@ def run(
     confirmations: Annotated[
         int, typer.Option("--confirmations", help="Ethereum: blocks on top before reading.")
     ] = 2,
+    max_pending: Annotated[
+        int, typer.Option("--max-pending", help="Transactions kept waiting, in all (429 above).")
+    ] = DEFAULT_MAX_PENDING,
+    max_pending_per_sender: Annotated[
+        int,
+        typer.Option("--max-pending-per-sender", help="Transactions kept waiting per sender."),
+    ] = DEFAULT_MAX_PER_SENDER,
+    stream_backlog_blocks: Annotated[
+        int,
+        typer.Option(
+            "--stream-backlog-blocks", help="Blocks the block stream replays to a resuming reader."
+        ),
+    ] = DEFAULT_STREAM_BACKLOG_BLOCKS,
     host: HostOption = "127.0.0.1",
     port: PortOption = 7545,
 ) -> None:
@@ -117,6 +131,9 @@ def run(
         port=port,
         faucet_seed=FAUCET_ACCOUNT.seed if dev else None,
         faucet_amount=FAUCET_GRANT if dev else 0,
+        max_pending=max_pending,
+        max_pending_per_sender=max_pending_per_sender,
+        stream_backlog_blocks=stream_backlog_blocks,
     )
 
     make_sequencer: Callable[[PendingPool], Sequencer]

@@ -28,10 +28,11 @@ from agora.client.participant import (
     publish_endpoint,
 )
 from agora.errors import AgoraError
-from agora.miner.payments import PaymentGate, Price
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView
-from agora.neuron.server import Caller, NeuronServer
+from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
+from agora.payments.gate import PaymentGate, PaymentGateConfig
+from agora.payments.prices import Price
 from agora.process import run_until_signal
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.tasks.registry import get_task, load_backend
@@ -93,19 +94,19 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
         await metagraph.refresh()
         # Paying callers (a gateway) have no stake: a miner that sells gives them more room.
         rate = PAYING_CALLER_RATE if config.price is not None else DEFAULT_CALLER_RATE
-        server = NeuronServer(config.hotkey, metagraph, rate_per_s=rate)
+        server = NeuronServer(config.hotkey, metagraph, NeuronServerConfig(rate_per_s=rate))
         peers = NeuronClient(config.hotkey, timeout_s=10.0)
         gate = None
         if config.price is not None:
             chain = await client.get_chain()
-            gate = PaymentGate(
-                client=client,
+            gate_config = PaymentGateConfig(
                 hotkey=config.hotkey,
                 netuid=config.netuid,
                 task_kind=subnet.task_kind,
                 price=Price.parse(config.price),
                 chain_id=chain["chain_id"],
             )
+            gate = PaymentGate(gate_config, client)
         handler = _make_handler(config, task, backend, metagraph, peers, gate)
         server.add_route(task.ROUTE, handler, public=True)
         server.add_get("/info", _make_info(config, subnet.task_kind, backend, gate))

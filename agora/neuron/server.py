@@ -16,19 +16,30 @@ A signed request (``add_route``: POST, JSON object in, JSON object out) goes thr
    the highest stake first (ties in arrival order), at most ``max_queue`` of them and at most
    ``handler_timeout_s`` each (3411, 503);
 10. the handler, within ``handler_timeout_s`` (3410, 504). An ``AgoraError`` it raises is
-    answered with its code, name and message, and status 400 unless its class has an
-    ``http_status``; anything else is logged and answered 3413 (500).
+    answered in the error envelope of ``agora.errors`` (its code, name, message and any
+    details), with status 400 unless its class has an ``http_status``; anything else is
+    logged and answered 3413 (500).
 
 Steps 2-4 come first because they are the only ones an impostor can reach: nothing is
 recorded and no allowance is spent until the caller is proven; registration comes before the
 nonce so that a stranger's requests leave nothing in memory. The handler never runs for a
 refused request. Every answer, refusals included, is signed by the server's hotkey.
 
-Rate. Each caller has a token bucket refilled at
-``rate = min(max_rate_per_s, rate_per_s * (1 + stake // rate_stake_unit))`` requests per
-second and holding at most ``max(1, rate * burst_s)`` tokens: a caller with no stake gets
-``rate_per_s``, and every full ``rate_stake_unit`` of stake on its hotkey adds as much again,
-up to the cap. Stake is read from the metagraph, so a validator's allowance follows the chain.
+Rate: limits count what an attacker cannot mint for free. A key costs nothing to make, so
+a key alone earns nothing; stake and network addresses cost something. Every bucket below
+refills at its rate (requests per second) and holds at most ``max(1, rate * burst_s)``:
+
+- every caller has a bucket per key at
+  ``rate = min(max_rate_per_s, rate_per_s * (1 + stake // rate_stake_unit))``: every full
+  ``rate_stake_unit`` of stake on its hotkey adds ``rate_per_s`` again, up to the cap.
+  Stake is read from the metagraph, so a validator's allowance follows the chain;
+- a caller with no stake (no uid on a public route, or a uid with no stake) is counted too
+  by the network address it connects from (``address_rate_per_s`` per source address,
+  ``rate_per_s`` by default), and all such callers together share ``unstaked_rate_per_s``
+  (``UNSTAKED_ADDRESSES * rate_per_s`` by default), so fresh keys from one machine share
+  that machine's allowance and a swarm of addresses cannot crowd out staked callers.
+
+All refusals are RateLimited (3407, 429), with a message naming the bucket that is empty.
 
 Without a metagraph (``metagraph=None``) there is no subnet to check against: every route is
 treated as public and every caller has stake 0.
@@ -50,7 +61,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agora.errors import AgoraError
+from agora.errors import AgoraError, encode_error
 from agora.neuron.auth import (
     CALLEE_HEADER,
     CALLER_HEADER,
@@ -89,6 +100,8 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_RATE_STAKE_UNIT = 1_000 * BASE_UNITS_PER_AGR
 SHUTDOWN_GRACE_S = 5.0  # how long ``stop`` lets running handlers finish
 _MAX_TRACKED_BUCKETS = 65_536
+# Without settings, callers without stake share as much as this many addresses would have.
+UNSTAKED_ADDRESSES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +125,23 @@ class _Route:
     digest: bytes  # blake3 of "POST <path>", signed by callers
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeuronServerConfig:
+    """A server's limits (the module docstring says where each applies)."""
+
+    handler_timeout_s: float = 30.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    freshness_s: float = 60.0
+    max_concurrency: int = 64
+    max_queue: int = 1024
+    rate_per_s: float = 20.0
+    rate_stake_unit: int = DEFAULT_RATE_STAKE_UNIT
+    max_rate_per_s: float = 10_000.0
+    burst_s: float = 2.0
+    address_rate_per_s: float | None = None
+    unstaked_rate_per_s: float | None = None
+
+
 class NeuronServer:
     """One participant's HTTP server: signed POST routes, unsigned GET routes, signed answers."""
 
@@ -119,27 +149,26 @@ class NeuronServer:
         self,
         keypair: Keypair,
         metagraph: MetagraphView | None,
-        *,
-        handler_timeout_s: float = 30.0,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        freshness_s: float = 60.0,
-        max_concurrency: int = 64,
-        max_queue: int = 1024,
-        rate_per_s: float = 20.0,
-        rate_stake_unit: int = DEFAULT_RATE_STAKE_UNIT,
-        max_rate_per_s: float = 10_000.0,
-        burst_s: float = 2.0,
+        config: NeuronServerConfig | None = None,
     ) -> None:
+        config = NeuronServerConfig() if config is None else config
         self.keypair = keypair
         self.metagraph = metagraph
-        self.handler_timeout_s = handler_timeout_s
-        self.max_body_bytes = max_body_bytes
+        self.config = config
         self._routes: dict[str, _Route] = {}
         self._gets: dict[str, GetHandler] = {}
         self._addresses = AddressCache()
-        self._nonces = NonceWindow(int(freshness_s * 1_000_000))
-        self._rates = RateLimiter(rate_per_s, rate_stake_unit, max_rate_per_s, burst_s)
-        self._gate = PriorityGate(max_concurrency, max_queue)
+        self._nonces = NonceWindow(int(config.freshness_s * 1_000_000))
+        self._rates = RateLimiter(
+            config.rate_per_s, config.rate_stake_unit, config.max_rate_per_s, config.burst_s
+        )
+        self._address_rates = TokenBuckets(
+            config.address_rate_per_s or config.rate_per_s, config.burst_s
+        )
+        self._unstaked_rates = TokenBuckets(
+            config.unstaked_rate_per_s or UNSTAKED_ADDRESSES * config.rate_per_s, config.burst_s
+        )
+        self._gate = PriorityGate(config.max_concurrency, config.max_queue)
         self._runner: web.ServerRunner | None = None
         self._url = ""
 
@@ -208,7 +237,7 @@ class NeuronServer:
         except AgoraError as error:
             return self._refuse(request, error)
         try:
-            caller = self._admit(caller_key, nonce, route)
+            caller = self._admit(caller_key, nonce, route, request.remote or "")
             body = _parse_body(raw)
             await self._acquire_slot(caller)
             try:
@@ -254,9 +283,9 @@ class NeuronServer:
         return caller_key, nonce, raw
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        too_large = BodyTooLarge(f"the request body exceeds {self.max_body_bytes} bytes")
+        too_large = BodyTooLarge(f"the request body exceeds {self.config.max_body_bytes} bytes")
         length = request.content_length
-        if length is not None and length > self.max_body_bytes:
+        if length is not None and length > self.config.max_body_bytes:
             raise too_large
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -270,13 +299,13 @@ class NeuronServer:
         size = 0
         while chunk := await request.content.read(1 << 16):
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > self.config.max_body_bytes:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _admit(self, caller_key: bytes, nonce: int, route: _Route) -> Caller:
-        """Steps 5-7: known caller, fresh nonce, allowance left."""
+    def _admit(self, caller_key: bytes, nonce: int, route: _Route, address: str) -> Caller:
+        """Steps 5-7: known caller, fresh nonce, allowance left (``address``: the peer's)."""
         neuron = None if self.metagraph is None else self.metagraph.lookup(caller_key)
         if neuron is None and self.metagraph is not None and not route.public:
             raise CallerNotRegistered(
@@ -285,31 +314,35 @@ class NeuronServer:
             )
         self._nonces.record(caller_key, nonce, time.time_ns() // 1000)
         stake = 0 if neuron is None else neuron.stake
-        self._rates.take(caller_key, stake, time.monotonic())
+        now_s = time.monotonic()
+        if stake == 0:
+            self._address_rates.take(address, now_s, f"callers without stake from {address}")
+            self._unstaked_rates.take("", now_s, "all callers without stake together")
+        self._rates.take(caller_key, stake, now_s)
         return Caller(hotkey=caller_key, stake=stake, neuron=neuron, nonce=nonce)
 
     async def _acquire_slot(self, caller: Caller) -> None:
         if self._gate.try_acquire():
             return
         try:
-            async with asyncio.timeout(self.handler_timeout_s):
+            async with asyncio.timeout(self.config.handler_timeout_s):
                 await self._gate.acquire(caller.stake)
         except TimeoutError:
             raise Overloaded(
-                f"no handler slot came free within {self.handler_timeout_s} s; retry later"
+                f"no handler slot came free within {self.config.handler_timeout_s} s; retry later"
             ) from None
 
     async def _run_handler(self, work: Awaitable[dict[str, Any]]) -> bytes:
         """Step 10: the handler's answer, encoded; its failures as neuron errors."""
         try:
-            async with asyncio.timeout(self.handler_timeout_s) as scope:
+            async with asyncio.timeout(self.config.handler_timeout_s) as scope:
                 result = await work
         except AgoraError:
             raise
         except TimeoutError:
             if scope.expired():
                 raise HandlerTimeout(
-                    f"the handler did not answer within {self.handler_timeout_s} s"
+                    f"the handler did not answer within {self.config.handler_timeout_s} s"
                 ) from None
             log.exception("neuron handler failed")
             raise HandlerFailed("the handler failed: TimeoutError") from None
@@ -336,17 +369,11 @@ class NeuronServer:
 
     def _answer_error(self, error: AgoraError, caller: bytes, nonce: int) -> web.Response:
         status = getattr(error, "http_status", 400)
-        return self._answer(status, encode_error(error), caller, nonce)
+        return self._answer(status, orjson.dumps(encode_error(error)), caller, nonce)
 
     def _refuse(self, request: web.BaseRequest, error: AgoraError) -> web.Response:
         """A refusal before the caller is proven: bound to no caller, the claimed nonce."""
         return self._answer_error(error, UNAUTHENTICATED, _read_claimed_nonce(request))
-
-
-def encode_error(error: AgoraError) -> bytes:
-    """The node API's error shape, so one client code path reads both."""
-    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
-    return orjson.dumps(body)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -416,6 +443,37 @@ class RateLimiter:
             for caller, bucket in self._buckets.items()
             if now_s - bucket[1] < refill_s
         }
+
+
+class TokenBuckets:
+    """A token bucket per key (a network address, or one shared key), all at one rate."""
+
+    def __init__(self, rate_per_s: float, burst_s: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.capacity = max(1.0, rate_per_s * burst_s)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str, now_s: float, who: str) -> None:
+        """Spend one of ``key``'s tokens, or raise ``RateLimited`` naming ``who``."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            tokens = self.capacity
+        else:
+            tokens = min(self.capacity, bucket[0] + (now_s - bucket[1]) * self.rate_per_s)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now_s)
+            raise RateLimited(
+                f"{who} may send {self.rate_per_s:g} requests/s (bursts of "
+                f"{self.capacity:g}); retry in {(1.0 - tokens) / self.rate_per_s:.2f} s, or "
+                "call with a staked hotkey"
+            )
+        self._buckets[key] = (tokens - 1.0, now_s)
+        if len(self._buckets) > _MAX_TRACKED_BUCKETS:
+            # A bucket left alone this long is full again, the same as one never created.
+            refill_s = self.capacity / self.rate_per_s
+            self._buckets = {
+                key: bucket for key, bucket in self._buckets.items() if now_s - bucket[1] < refill_s
+            }
 
 
 class PriorityGate:

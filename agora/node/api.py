@@ -1,7 +1,7 @@
 """The node's HTTP API under /v1: thin handlers that decode, make one call, encode.
 
-Every error is JSON ``{"error": {"code", "name", "message"}}`` with a 4xx/5xx status; the
-OpenAPI description is served at /v1/openapi.json.
+Every error is JSON ``{"error": {"code", "name", "message"}}`` (``agora.errors.encode_error``)
+with a 4xx/5xx status; the OpenAPI description is served at /v1/openapi.json.
 """
 
 from __future__ import annotations
@@ -15,16 +15,24 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agora.errors import AgoraError
-from agora.node.errors import BodyTooLarge, MalformedRequest, NodeError, NotFound
+from agora.errors import AgoraError, encode_error
+from agora.node.errors import (
+    BodyTooLarge,
+    MalformedRequest,
+    NodeError,
+    NotFound,
+    StreamTooFarBehind,
+)
 from agora.node.node import Node
 from agora.node.openapi import OPENAPI
 from agora.node.wire import (
     block_to_json,
     channel_id_from_text,
     channel_to_json,
+    federated_model_to_json,
     from_hex,
     header_to_json,
+    lineage_to_json,
     metagraph_to_json,
     receipt_to_json,
     service_id_from_text,
@@ -37,6 +45,16 @@ from agora.protocol.address import decode_address, encode_address
 from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
 from agora.protocol.codec import U16, U64
 from agora.protocol.errors import ProtocolError
+from agora.protocol.governance import (
+    STATUSES,
+    TRACK_NAMES,
+    ProposalNotFound,
+    get_proposal,
+    get_proposals,
+    governance_params_to_json,
+    proposal_to_json,
+    treasury_to_json,
+)
 from agora.protocol.services import Service, ServiceNotFound, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (
@@ -47,6 +65,7 @@ from agora.protocol.subnets import (
     iterate_subnet_ids,
 )
 from agora.protocol.transactions import encode_transaction, transaction_from_json
+from agora.protocol.transition import AppliedBlock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NODE = web.AppKey("node", Node)
@@ -61,8 +80,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def error_response(error: AgoraError) -> web.Response:
     status = error.http_status if isinstance(error, NodeError) else 400
-    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
-    return json_response(body, status)
+    return json_response(encode_error(error), status)
 
 
 def create_app(node: Node) -> web.Application:
@@ -91,6 +109,12 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/channels/{id}", get_channel_route),
         web.get("/v1/services", list_services),
         web.get("/v1/services/{id}", get_service_route),
+        web.get("/v1/lineage", get_lineage),
+        web.get("/v1/models/{hash}", get_federated_model),
+        web.get("/v1/governance/proposals", list_proposals),
+        web.get("/v1/governance/proposals/{id}", get_proposal_route),
+        web.get("/v1/governance/params", get_governance_params),
+        web.get("/v1/treasury", get_treasury),
         web.get("/v1/openapi.json", openapi),
         web.get("/health", health),
         web.get("/metrics", metrics),
@@ -199,6 +223,16 @@ async def get_transaction(request: web.Request) -> web.Response:
         )
     if tx_hash in node.mempool or tx_hash in node.forwarded or node.store.is_pending(tx_hash):
         return json_response({"status": "pending", "hash": to_hex(tx_hash)})
+    refusal = node.store.get_refusal(tx_hash)
+    if refusal is not None:
+        # Left out of a block: it could not pay its fee, so it changed nothing and never will.
+        return json_response(
+            {
+                "status": "refused",
+                "height": refusal.height,
+                "receipt": receipt_to_json(refusal.receipt),
+            }
+        )
     raise NotFound(f"no transaction {to_hex(tx_hash)} in a block or waiting")
 
 
@@ -277,8 +311,18 @@ async def get_genesis(request: web.Request) -> web.Response:
 
 
 async def stream_blocks(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one ``block`` event per applied block, header and receipts."""
+    """Server-sent events: one ``block`` event per applied block, header and receipts.
+
+    Each event's id is its block's height. A reader that reconnects with ``Last-Event-ID: H``
+    (or asks ``?from=H``, the first height it wants) gets every block after it, read from
+    the store, then the live ones: a block is never skipped, however slowly the reader
+    reads. Without either it starts at the next block. A reader more than
+    ``stream_backlog_blocks`` behind gets one ``behind`` event (code 3041, with
+    ``resume_from`` and ``head``) and the stream ends: it pages the gap with
+    ``GET /v1/blocks?from=H`` and reconnects from the last block it has.
+    """
     node: Node = request.app[NODE]
+    next_height = _parse_stream_start(request, node.state.head.height)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -291,22 +335,72 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         while True:
+            head = node.state.head.height
+            if next_height <= head:
+                if head - next_height + 1 > node.config.stream_backlog_blocks:
+                    await _write_behind(response, next_height, head, node)
+                    break
+                # Behind the head (resumed, or live notices dropped): read from the store.
+                for height in range(next_height, head + 1):
+                    await _write_block_event(response, height, node)
+                next_height = head + 1
+                continue
             try:
                 applied = await asyncio.wait_for(queue.get(), timeout=15)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            event = {
-                "header": header_to_json(applied.block.header),
-                "receipts": [receipt_to_json(r) for r in applied.receipts],
-            }
-            await response.write(b"event: block\ndata: " + orjson.dumps(event) + b"\n\n")
+            if applied.block.header.height == next_height:
+                await _write_block_event(response, next_height, node, applied)
+                next_height += 1
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         streams.discard(task)
         node.unsubscribe(queue)
     return response
+
+
+def _parse_stream_start(request: web.Request, head: int) -> int:
+    """The first height a stream sends: after ``Last-Event-ID``, else ``from``, else next."""
+    last = request.headers.get("Last-Event-ID")
+    if last is not None and last.strip():
+        return _parse_height(last.strip(), "Last-Event-ID") + 1
+    if "from" in request.query:
+        return _parse_height(request.query["from"], "from")
+    return head + 1
+
+
+async def _write_block_event(
+    response: web.StreamResponse, height: int, node: Node, applied: AppliedBlock | None = None
+) -> None:
+    if applied is not None:
+        header, receipts = applied.block.header, applied.receipts
+    else:
+        block = node.store.get_block(height)
+        assert block is not None, f"block {height} is below the head but not stored"
+        header, receipts = block.header, node.store.get_receipts(height)
+    event = {"header": header_to_json(header), "receipts": [receipt_to_json(r) for r in receipts]}
+    await response.write(b"id: %d\nevent: block\ndata: " % height + orjson.dumps(event) + b"\n\n")
+
+
+async def _write_behind(
+    response: web.StreamResponse, resume_from: int, head: int, node: Node
+) -> None:
+    error = StreamTooFarBehind(
+        f"the stream replays at most {node.config.stream_backlog_blocks} blocks and this "
+        f"reader is {head - resume_from + 1} behind; read blocks from {resume_from} with "
+        f"GET /v1/blocks?from={resume_from}, then reconnect with the last one's height as "
+        "Last-Event-ID"
+    )
+    body = {
+        "code": error.code,
+        "name": type(error).__name__,
+        "message": error.message,
+        "resume_from": resume_from,
+        "head": head,
+    }
+    await response.write(b"event: behind\ndata: " + orjson.dumps(body) + b"\n\n")
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -453,6 +547,57 @@ async def get_service_route(request: web.Request) -> web.Response:
     return json_response(
         service_to_json(service_id, service, compute_service_reputation(state, service))
     )
+
+
+async def list_proposals(request: web.Request) -> web.Response:
+    """``?status=voting|queued|...`` and ``?track=parameters|...`` filter; newest first."""
+    state = request.app[NODE].state
+    status, track = request.query.get("status"), request.query.get("track")
+    if status is not None and status not in STATUSES:
+        raise MalformedRequest(f"status: one of {', '.join(STATUSES)}")
+    if track is not None and track not in TRACK_NAMES:
+        raise MalformedRequest(f"track: one of {', '.join(TRACK_NAMES)}")
+    proposals = [
+        proposal_to_json(state, proposal, include_votes=False)
+        for proposal in reversed(get_proposals(state))
+        if (status is None or STATUSES[proposal.status] == status)
+        and (track is None or TRACK_NAMES[proposal.track] == track)
+    ]
+    return json_response({"proposals": proposals, "height": state.head.height})
+
+
+async def get_proposal_route(request: web.Request) -> web.Response:
+    state = request.app[NODE].state
+    try:
+        proposal_id = U64.from_json(int(request.match_info["id"]), "id")
+    except (ValueError, ProtocolError):
+        raise MalformedRequest("id: expected a proposal number") from None
+    try:
+        proposal = get_proposal(state, proposal_id)
+    except ProposalNotFound as error:
+        raise NotFound(error.message) from None
+    return json_response(proposal_to_json(state, proposal, include_votes=True))
+
+
+async def get_governance_params(request: web.Request) -> web.Response:
+    return json_response(governance_params_to_json(request.app[NODE].state))
+
+
+async def get_treasury(request: web.Request) -> web.Response:
+    return json_response(treasury_to_json(request.app[NODE].state))
+
+
+async def get_lineage(request: web.Request) -> web.Response:
+    return json_response(lineage_to_json(request.app[NODE].state))
+
+
+async def get_federated_model(request: web.Request) -> web.Response:
+    """A federated subnet's current model, served by its content address."""
+    model_hash = from_hex(request.match_info["hash"], "hash")
+    answer = federated_model_to_json(request.app[NODE].state, model_hash)
+    if answer is None:
+        raise NotFound(f"no federated subnet's current model is {to_hex(model_hash)}")
+    return json_response(answer)
 
 
 async def faucet(request: web.Request) -> web.Response:

@@ -19,6 +19,24 @@ DEV_CHAIN_ID = "agora-dev"
 DEV_ACCOUNT_BALANCE = 1_000_000 * BASE_UNITS_PER_AGR
 FAUCET_BALANCE = 10_000_000 * BASE_UNITS_PER_AGR
 FAUCET_GRANT = 1_000 * BASE_UNITS_PER_AGR
+# Governance a person can watch: proposals vote for a minute and enact seconds later, and
+# the treasury takes 2% of block emission so that there is something to spend.
+DEV_PARAMS: dict[str, int] = {"treasury_emission_u16": 1_311, "governance_epoch_blocks": 20}
+DEV_TRACKS: dict[str, dict[str, int]] = {
+    name: {
+        "deposit": deposit * BASE_UNITS_PER_AGR,
+        "voting_period_blocks": voting,
+        "timelock_blocks": timelock,
+        "extension_blocks": 10,
+    }
+    for name, deposit, voting, timelock in (
+        ("parameters", 10, 60, 10),
+        ("small_spend", 1, 40, 10),
+        ("large_spend", 10, 60, 20),
+        ("emergency", 5, 20, 0),
+        ("signal", 1, 30, 0),
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +68,7 @@ def create_dev_genesis(
     return {
         "chain_id": DEV_CHAIN_ID,
         "timestamp": timestamp,
-        "params": params or {},
+        "params": {**DEV_PARAMS, **(params or {})},
         "balances": balances,
+        "governance": {"tracks": DEV_TRACKS},
     }

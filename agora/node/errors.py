@@ -1,7 +1,7 @@
 """Errors of the node's HTTP API (codes 3000-3099); protocol errors keep their own codes.
 
 Every error response has the body ``{"error": {"code": N, "name": "...", "message": "..."}}``
-whatever raised it, so a client matches on ``code`` alone.
+(the envelope of ``agora.errors``) whatever raised it, so a client matches on ``code`` alone.
 """
 
 from __future__ import annotations
@@ -41,6 +41,22 @@ class PoolFull(NodeError):
 
     code = 3006
     http_status = 429
+
+
+class SenderPoolFull(NodeError):
+    """This sender already has the most transactions a node keeps waiting for one account;
+    retry once a block has included some of them."""
+
+    code = 3040
+    http_status = 429
+
+
+class StreamTooFarBehind(NodeError):
+    """A block-stream reader asked to resume further back than the stream replays; it reads
+    the missing blocks with GET /v1/blocks?from=H and reconnects from the last one it has."""
+
+    code = 3041
+    http_status = 409
 
 
 class BodyTooLarge(NodeError):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agora.node.errors import ChainHalted, FaucetDisabled
-from agora.node.mempool import Mempool
+from agora.node.mempool import DEFAULT_MAX_PER_SENDER, Mempool
 from agora.node.store import Store
 from agora.node.worker import Worker
 from agora.protocol.accounts import Transfer
@@ -41,10 +41,12 @@ from agora.protocol.transactions import (
     sign_transaction,
     validate_basic,
 )
-from agora.protocol.transition import AppliedBlock, apply_block, build_block
+from agora.protocol.transition import AppliedBlock, apply_block, build_block, is_refused
 from agora.sequencer.base import Sequencer
 
 log = logging.getLogger("agora.node")
+DEFAULT_MAX_PENDING = 200_000
+DEFAULT_STREAM_BACKLOG_BLOCKS = 1_000
 # Requests with this many transactions or more have their signatures checked on threads.
 OFF_LOOP_CHECK_MIN = 32
 CHECK_THREADS = 2
@@ -70,13 +72,17 @@ class NodeConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 7545
-    max_pending: int = 200_000
+    max_pending: int = DEFAULT_MAX_PENDING
+    max_pending_per_sender: int = DEFAULT_MAX_PER_SENDER
     max_body_bytes: int = 1 << 20
     # Dev chains: a funded key the faucet endpoint pays from, and its grant per request.
     faucet_seed: bytes | None = None
     faucet_amount: int = 0
     # Follower mode: how often to ask the leader for new blocks when it had none.
     poll_interval_seconds: float = 0.2
+    # The block stream replays at most this many stored blocks to a reader that resumes;
+    # one further behind is told where to page from (StreamTooFarBehind).
+    stream_backlog_blocks: int = DEFAULT_STREAM_BACKLOG_BLOCKS
 
 
 @dataclass(slots=True)
@@ -102,7 +108,7 @@ class Node:
         # Set while no block is being built, applied or recorded.
         self._state_settled = asyncio.Event()
         self._state_settled.set()
-        self.mempool = Mempool(config.max_pending)
+        self.mempool = Mempool(config.max_pending, config.max_pending_per_sender)
         self.metrics = Metrics()
         self.halted: ProtocolError | None = None
         self.sequencer: Sequencer | None = None
@@ -223,7 +229,11 @@ class Node:
                 self.mempool.verified,
             )
             self._record(applied, started)
-            sequencer.confirm(batch.height, applied.block.transactions)
+            processed = batch.transactions[: len(applied.outcomes)]
+            refused = tuple(
+                raw for raw, r in zip(processed, applied.outcomes, strict=True) if is_refused(r)
+            )
+            sequencer.confirm(batch.height, applied.block.transactions, refused)
             # Readers waiting for the state to settle go before the next block starts.
             await asyncio.sleep(0)
 
@@ -275,7 +285,7 @@ class Node:
             self._state_settled.set()
 
     def _record(self, applied: AppliedBlock, started: float) -> None:
-        self.mempool.remove_included([r.tx_hash for r in applied.receipts])
+        self.mempool.remove_included([r.tx_hash for r in applied.outcomes])
         if self.forwarded:
             self.forwarded.difference_update(r.tx_hash for r in applied.receipts)
         metrics = self.metrics

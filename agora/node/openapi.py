@@ -272,6 +272,114 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/governance/proposals": {
+            "get": {
+                "summary": "Governance proposals, newest first, with their tallies and timelines",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "description": "voting, queued, enacted, rejected, expired, vetoed, "
+                        "cancelled, streaming, completed or failed",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "track",
+                        "in": "query",
+                        "description": "parameters, small_spend, large_spend, emergency or signal",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _ok(
+                        "The proposals",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "proposals": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Proposal"},
+                                },
+                                "height": {"type": "integer"},
+                            },
+                        },
+                    ),
+                    "400": _ERROR,
+                },
+            }
+        },
+        "/v1/governance/proposals/{id}": {
+            "get": {
+                "summary": "One proposal: action, copied rules, tally, every vote, timeline",
+                "parameters": [_path_param("id", "the proposal number")],
+                "responses": {
+                    "200": _ok("The proposal", {"$ref": "#/components/schemas/Proposal"}),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
+        "/v1/governance/params": {
+            "get": {
+                "summary": "Every governable number: value and hard bounds; tracks; "
+                "subnet hyperparameter bounds",
+                "responses": {
+                    "200": _ok(
+                        "Parameters, tracks and hyperparameter bounds",
+                        {
+                            "type": "object",
+                            "required": ["params", "tracks", "hyperparameter_bounds"],
+                            "properties": {
+                                "params": {"type": "object"},
+                                "tracks": {"type": "object"},
+                                "hyperparameter_bounds": {"type": "object"},
+                                "proposal_kinds": {"type": "array", "items": {"type": "string"}},
+                                "choices": {"type": "array", "items": {"type": "string"}},
+                                "max_conviction": {"type": "integer"},
+                            },
+                        },
+                    )
+                },
+            }
+        },
+        "/v1/treasury": {
+            "get": {
+                "summary": "The treasury: balance, emission share, running streams",
+                "responses": {
+                    "200": _ok(
+                        "The treasury",
+                        {
+                            "type": "object",
+                            "required": ["balance", "emission_share_u16", "streams"],
+                            "properties": {
+                                "balance": {"type": "integer"},
+                                "emission_share_u16": {"type": "integer"},
+                                "committed_to_streams": {"type": "integer"},
+                                "streams": {"type": "array", "items": {"type": "object"}},
+                                "height": {"type": "integer"},
+                            },
+                        },
+                    )
+                },
+            }
+        },
+        "/v1/lineage": {
+            "get": {
+                "summary": "Lineage records: data commitments, federated rounds, models, servers",
+                "responses": {"200": _ok("The lineage records", {"type": "object"})},
+            }
+        },
+        "/v1/models/{hash}": {
+            "get": {
+                "summary": "A federated subnet's current model, by its content address",
+                "parameters": [_path_param("hash", "0x-hex model hash (32 bytes)")],
+                "responses": {
+                    "200": _ok("The model's fixed-point parameters", {"type": "object"}),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
         "/v1/openapi.json": {
             "get": {"summary": "This description", "responses": {"200": _ok("OpenAPI 3.1")}}
         },
@@ -287,6 +395,24 @@ OPENAPI: dict[str, Any] = {
     },
     "components": {
         "schemas": {
+            "Proposal": {
+                "type": "object",
+                "required": ["id", "proposer", "kind", "track", "status", "tally", "timeline"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "proposer": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "track": {"type": "string"},
+                    "status": {"type": "string"},
+                    "action": {"type": "object"},
+                    "deposit": {"type": "integer"},
+                    "rules": {"type": "object"},
+                    "tally": {"type": "object"},
+                    "timeline": {"type": "object"},
+                    "stream": {"type": "object"},
+                    "votes": {"type": "array", "items": {"type": "object"}},
+                },
+            },
             "Error": {
                 "type": "object",
                 "properties": {
@@ -297,6 +423,7 @@ OPENAPI: dict[str, Any] = {
                             "code": {"type": "integer"},
                             "name": {"type": "string"},
                             "message": {"type": "string"},
+                            "details": {"type": "object"},
                         },
                     }
                 },

@@ -6,14 +6,15 @@ transactions it included. A node killed at any instant therefore restarts exactl
 last block it recorded, with nothing lost and nothing applied twice. On start-up the state
 is rebuilt from the stored rows and its root is checked against the head block's header.
 
-Writes go through one connection guarded by a lock (the node writes from two threads: its
-block worker, and the group commits of pending transactions). Pending transactions are
-committed with ``synchronous=FULL``: the commit is on disk before it returns, so an
-acknowledged transaction survives a power cut, not only a crash. Blocks are committed with
-``synchronous=NORMAL`` (the write-ahead log reaches the disk at the next FULL commit or
-checkpoint, in order): a power cut may lose the last blocks, never an acknowledged
-transaction, whose pending row then waits to be included again. Reads use a second
-connection, so the API reads the last committed block while the worker writes the next.
+Writes go through one connection guarded by a lock (the node makes them on its writer
+thread; an Ethereum sequencer forgets its posted transactions from the loop). Pending
+transactions are committed with ``synchronous=FULL``: the commit is on disk before it
+returns, so an acknowledged transaction survives a power cut, not only a crash. Blocks are
+committed with ``synchronous=NORMAL`` (the write-ahead log reaches the disk at the next FULL
+commit or checkpoint, in order): a power cut may lose the last blocks, never an
+acknowledged transaction, whose pending row then waits to be included again. Reads use a
+second connection, so the API reads the last committed block while the writer records the
+next.
 
 Schema:
     meta(name, value)                      genesis document, chain id
@@ -21,6 +22,7 @@ Schema:
     receipts(hash, height, position, ...)  one row per transaction of every block
     state(tag, key, value)                 the protocol's tables, row by row
     pending(hash, seq, raw)                accepted, not yet in a block
+    refused(hash, height, code, message)   left out of block ``height``: could not pay its fee
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ CREATE TABLE IF NOT EXISTS state (
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (
     hash BLOB PRIMARY KEY, seq INTEGER NOT NULL, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS refused (
+    hash BLOB PRIMARY KEY, height INTEGER NOT NULL, code INTEGER NOT NULL,
+    message TEXT NOT NULL);
 """
 
 
@@ -196,8 +201,14 @@ class Store:
             deletes = [(c.tag, c.key) for c in applied.changes if c.value is None]
             self.db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
             self.db.executemany("DELETE FROM state WHERE tag = ? AND key = ?", deletes)
+            refused = applied.refused
             self.db.executemany(
-                "DELETE FROM pending WHERE hash = ?", [(r.tx_hash,) for r in applied.receipts]
+                "INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?)",
+                [(r.tx_hash, header.height, r.code, r.message) for r in refused],
+            )
+            self.db.executemany(
+                "DELETE FROM pending WHERE hash = ?",
+                [(r.tx_hash,) for r in (*applied.receipts, *refused)],
             )
 
     def get_head_header(self) -> BlockHeader:
@@ -240,6 +251,18 @@ class Store:
         if row is None:
             return None
         return StoredReceipt(receipt=_receipt_from_row(row[:6]), height=row[6], position=row[7])
+
+    def get_refusal(self, tx_hash: bytes) -> StoredReceipt | None:
+        """The last time a block left this transaction out (it could not pay its fee)."""
+        row = self.reader.execute(
+            "SELECT height, code, message FROM refused WHERE hash = ?", (tx_hash,)
+        ).fetchone()
+        if row is None:
+            return None
+        receipt = Receipt(
+            tx_hash=tx_hash, success=False, code=row[1], message=row[2], fee_paid=0, sender=None
+        )
+        return StoredReceipt(receipt=receipt, height=row[0], position=-1)
 
     # --- pending transactions (the sequencer's PendingPool) ---------------------------------
 

@@ -12,6 +12,7 @@ from agora.protocol.address import encode_address
 from agora.protocol.blocks import Block, BlockHeader, compute_block_hash
 from agora.protocol.codec import HASH, U64
 from agora.protocol.errors import ProtocolError
+from agora.protocol.federation import decode_vector
 from agora.protocol.transition import Receipt
 
 
@@ -197,3 +198,78 @@ def service_id_from_text(value: str, path: str = "id") -> bytes:
     if len(raw) != 32:
         raise MalformedRequest(f"{path}: a service id is 32 bytes of hex, got {len(raw)}")
     return raw
+
+
+def lineage_to_json(state: Any) -> dict[str, Any]:
+    """Every lineage record of the ledger (``protocol/data.py``): data commitments, federations,
+    round records, model lineage and served models; the graph ``agora.lineage`` walks."""
+    tables = state.tables
+    return {
+        "data_royalty_u16": state.params.data_royalty_u16,
+        "data_commitments": [
+            {
+                "owner": encode_address(c.owner),
+                "netuid": c.netuid,
+                "merkle_root": to_hex(c.merkle_root),
+                "rows": c.rows,
+                "schema": c.schema,
+                "allow_training": c.allow_training,
+                "allow_inference": c.allow_inference,
+                "committed_at": c.committed_at,
+            }
+            for _, c in sorted(tables["data_commitments"].items())
+        ],
+        "federations": [
+            {
+                "netuid": f.netuid,
+                "round": f.round_number,
+                "model_hash": to_hex(f.model_hash),
+                "round_start": f.round_start,
+                "commit_blocks": f.commit_blocks,
+                "reveal_blocks": f.reveal_blocks,
+            }
+            for _, f in sorted(tables["federations"].items())
+        ],
+        "rounds": [
+            {
+                "netuid": r.netuid,
+                "round": r.round_number,
+                "parent_hash": to_hex(r.parent_hash),
+                "model_hash": to_hex(r.model_hash),
+                "recorded_at": r.recorded_at,
+                "contributions": [
+                    {"hotkey": encode_address(h), "update_hash": to_hex(u), "credit_u16": c}
+                    for h, u, c in r.contributions
+                ],
+            }
+            for _, r in sorted(tables["round_records"].items())
+        ],
+        "models": [
+            {
+                "model_hash": to_hex(model_hash),
+                "netuid": m.netuid,
+                "round": m.round_number,
+                "parent_hash": to_hex(m.parent_hash),
+                "credits": [{"hotkey": encode_address(h), "credit": c} for h, c in m.credits],
+            }
+            for model_hash, m in sorted(tables["model_lineage"].items())
+        ],
+        "served": [
+            {"netuid": netuid, "hotkey": encode_address(hotkey), "model_hash": to_hex(model_hash)}
+            for (netuid, hotkey), model_hash in sorted(tables["served_models"].items())
+        ],
+    }
+
+
+def federated_model_to_json(state: Any, model_hash: bytes) -> dict[str, Any] | None:
+    """The parameters of a current federated model, by its content address, or None."""
+    from_state = [f for _, f in state.tables["federations"].items() if f.model_hash == model_hash]
+    if not from_state:
+        return None
+    federation = from_state[0]
+    return {
+        "model_hash": to_hex(model_hash),
+        "netuid": federation.netuid,
+        "round": federation.round_number,
+        "parameters": list(decode_vector(federation.model)),
+    }

@@ -7,8 +7,9 @@ Header encoding (canonical, hashed to the block hash)::
 
 The transactions root is a binary Merkle root over the transaction hashes (BLAKE2b-256,
 leaves and nodes domain-separated, an odd node carried up), so a block's contents cannot be
-altered without changing its hash. Transactions stay raw bytes: a block may carry bytes that
-do not decode, and they fail with a receipt like any other bad transaction.
+altered without changing its hash. Transactions stay raw bytes; a block holds only
+transactions that paid their fee (``build_block`` leaves the others out, and
+``apply_block`` refuses a block that holds one).
 """
 
 from __future__ import annotations

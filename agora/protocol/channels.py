@@ -12,7 +12,9 @@ Each claim pays the payee what is new since the last claim, less the protocol fe
 ``channel_fee_u16``. Of that fee, ``channel_fee_validators_u16`` accrues in the subnet's fee
 pool, paid to its validators with their dividends at the subnet's next epoch
 (``emission.process_channel_fees``); the rest goes to the treasury. The payee is paid on the
-hotkey's own account, which signs the claims and pays their fees.
+hotkey's own account, which signs the claims and pays their fees; when the payee serves a
+model with lineage, ``data_royalty_u16`` of its part goes to the model's data contributors
+(``data.process_model_royalties``).
 
 Expiry and closing. ``expiry`` is a block height: from that block on, the payer may close the
 channel and take back ``deposit - claimed``. Claims stay valid until the channel is closed,
@@ -49,6 +51,7 @@ from agora.protocol.codec import (
     decode_field,
     encode_field,
 )
+from agora.protocol.data import process_model_royalties
 from agora.protocol.errors import AmountOutOfRange, InvariantViolated, ProtocolError
 from agora.protocol.kinds import (
     CHAIN_ID_FIELD,
@@ -410,6 +413,7 @@ def process_claim_channel(state: State, tx: Transaction, context: BlockContext) 
         params.channel_fee_u16,
         params.channel_fee_validators_u16,
     )
+    payee = process_model_royalties(state, channel.netuid, channel.payee, payee)
     increase_balance(state, channel.payee, payee)
     set_fee_pool(state, channel.netuid, get_fee_pool(state, channel.netuid) + validators)
     state.set_ledger("treasury", state.get_ledger("treasury") + treasury)

@@ -7,7 +7,7 @@ change meaning once released. Ranges by domain:
     1200-1299  accounts, nonces and fees             1300-1399  blocks and genesis
     2000-2099  subnets and registration               2100-2199  staking and delegation
     2200-2299  weights and commit-reveal             2300-2399  payment channels
-    2400-2499  governance
+    2400-2499  governance                            2500-2599  data, federated rounds, lineage
 
 Each class's docstring says when it is raised. The message given at raise time says what
 the person can do about it.

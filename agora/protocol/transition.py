@@ -4,6 +4,14 @@
 in order. A following node reaches it through ``apply_block`` (a block someone else sealed:
 every root is checked); the sequencer through ``build_block`` (the block it seals: the state
 root is filled in). Both run the very same steps.
+
+A transaction that fails before its fee is charged (bytes that do not decode, a bad
+signature, another chain, a wrong nonce, a fee the sender cannot pay) changed nothing and
+paid nothing, so it takes no block space: a sealed block leaves it out (its receipt is in
+``AppliedBlock.outcomes``, among ``refused``), and a block that holds one is invalid.
+Leaving it out changes no other outcome, because it touched no state; every node that
+builds from the same ordered bytes therefore seals the same block. Without this rule an
+account holding one fee could fill blocks with transactions that never pay.
 """
 
 from __future__ import annotations
@@ -49,9 +57,26 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppliedBlock:
+    """A sealed or applied block, a receipt per transaction in it, and the rows it changed.
+
+    ``outcomes`` has a receipt for every transaction processed, in the order given: those
+    of the block, and a failed one (``fee_paid`` 0, no sender) for each that sealing left
+    out because it could not pay its fee (``refused``).
+    """
+
     block: Block
     receipts: list[Receipt]
     changes: list[RowChange]
+    outcomes: tuple[Receipt, ...] = ()
+
+    @property
+    def refused(self) -> list[Receipt]:
+        return [receipt for receipt in self.outcomes if is_refused(receipt)]
+
+
+def is_refused(receipt: Receipt) -> bool:
+    """True for a transaction that failed before paying its fee (it belongs in no block)."""
+    return receipt.sender is None
 
 
 def state_transition(
@@ -68,7 +93,8 @@ def state_transition(
        ``max_block_transactions`` of them;
     2. apply each transaction, in order: the stateless checks, then the fee and nonce, then
        the kind's handler; a transaction that fails gets a failed receipt with its error
-       code, and only its handler's writes are undone;
+       code, and only its handler's writes are undone. One that fails before paying its fee
+       makes the block invalid; a sequencer sealing (``seal=True``) leaves it out instead;
     3. remember the parent block's hash (services' endpoint proofs name a recent block);
     4. expire the services whose time to live ends at this block, bonds back to owners;
     5. decay every subnet's registration price;
@@ -93,10 +119,15 @@ def state_transition(
         height=header.height, timestamp=header.timestamp, parent_hash=header.parent_hash
     )
     with rollback_on_error(state):
-        receipts = [
+        outcomes = [
             process_transaction(state, raw, context, verified_signatures)
             for raw in block.transactions
         ]
+        if not seal:
+            validate_all_paid(header, outcomes)
+        included = tuple(
+            raw for raw, r in zip(block.transactions, outcomes, strict=True) if not is_refused(r)
+        )
         process_recent_block_hashes(state, context)
         process_service_expiries(state, context)
         process_registration_prices(state, context)
@@ -107,14 +138,18 @@ def state_transition(
         lattice, changes = state.compute_commit()
         state_root = compute_lattice_root(lattice)
         if seal:
-            header = replace(header, state_root=state_root)
+            hashes = [r.tx_hash for r in outcomes if not is_refused(r)]
+            header = replace(
+                header, transactions_root=compute_merkle_root(hashes), state_root=state_root
+            )
         validate_state_root(header, state_root)
         state.finish_block(lattice)
     advance_head(state, header)
     return AppliedBlock(
-        block=Block(header=header, transactions=block.transactions),
-        receipts=receipts,
+        block=Block(header=header, transactions=included),
+        receipts=[r for r in outcomes if not is_refused(r)],
         changes=changes,
+        outcomes=tuple(outcomes),
     )
 
 
@@ -132,7 +167,8 @@ def build_block(
     """Seal the next block from ordered transaction bytes (the sequencer's side).
 
     The first ``max_block_transactions`` are taken, at a timestamp no earlier than the
-    head's, and run through ``state_transition``, which fills in the state root.
+    head's, and run through ``state_transition``, which fills in the state root and leaves
+    out those that cannot pay their fee.
     """
     selected = tuple(transactions[: state.params.max_block_transactions])
     header = BlockHeader(
@@ -180,6 +216,16 @@ def validate_transactions(state: State, block: Block) -> None:
             f"block {block.header.height} holds {len(block.transactions)} transactions; "
             f"the limit is {limit}"
         )
+
+
+def validate_all_paid(header: BlockHeader, outcomes: list[Receipt]) -> None:
+    """Every transaction of a sealed block paid its fee (see the module docstring)."""
+    for position, receipt in enumerate(outcomes):
+        if is_refused(receipt):
+            raise InvalidBlock(
+                f"block {header.height}: transaction {position} pays no fee "
+                f"({receipt.message}); such a transaction belongs in no block"
+            )
 
 
 def validate_state_root(header: BlockHeader, state_root: bytes) -> None:

@@ -42,8 +42,16 @@ class Sequencer(ABC):
     async def next_batch(self) -> OrderedBatch:
         """Wait for the batch of the next height (each height exactly once, in order)."""
 
-    def confirm(self, height: int, transactions: tuple[bytes, ...]) -> None:  # noqa: B027
-        """The node has durably applied ``height``; pending copies may be forgotten."""
+    def confirm(  # noqa: B027
+        self, height: int, transactions: tuple[bytes, ...], refused: tuple[bytes, ...] = ()
+    ) -> None:
+        """The node has durably applied ``height``; pending copies may be forgotten.
+
+        ``transactions`` are the block's; ``refused`` are those of the batch that the block
+        left out because they could not pay their fee. Together they are the first items of
+        the batch (a block processes at most ``max_block_transactions``); either may repeat
+        an item, since anyone can post the same bytes twice.
+        """
 
     @abstractmethod
     async def close(self) -> None:

@@ -64,10 +64,13 @@ class LocalSequencer(Sequencer):
         self._height += 1
         return batch
 
-    def confirm(self, height: int, transactions: tuple[bytes, ...]) -> None:
-        """A block holds at most ``max_block_transactions`` (a chain parameter, which may be
-        below ``max_batch``): what it left out goes back to the front of the queue, in order."""
-        left_out = self._taken[len(transactions) :]
+    def confirm(
+        self, height: int, transactions: tuple[bytes, ...], refused: tuple[bytes, ...] = ()
+    ) -> None:
+        """A block processes at most ``max_block_transactions`` (a chain parameter, which may
+        be below ``max_batch``): what it did not reach goes back to the front of the queue, in
+        order. Those it refused are dropped: they could not pay their fee."""
+        left_out = self._taken[len(transactions) + len(refused) :]
         self._taken = []
         if left_out:
             self._queue[:0] = left_out

@@ -176,6 +176,11 @@ async def exercise_every_method(client: NodeClient) -> None:
     assert await client.list_services() == []
     with pytest.raises(NodeApiError):
         await client.get_service(b"\x01" * 32)
+    assert await client.list_proposals(status="voting") == []
+    with pytest.raises(NodeApiError):
+        await client.get_proposal(0)
+    assert "min_fee" in (await client.get_governance_params())["params"]
+    assert (await client.get_treasury())["streams"] == []
     stream = client.stream_blocks()
     first = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0.2)

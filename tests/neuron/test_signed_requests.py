@@ -49,7 +49,7 @@ from agora.neuron.errors import (
     StaleNonce,
 )
 from agora.neuron.metagraph import MetagraphView, NeuronInfo
-from agora.neuron.server import Caller, NeuronServer
+from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
 from agora.protocol.address import encode_address
 from agora.tasks.base import TaskError
 from agora.wallet.keys import Keypair
@@ -114,7 +114,7 @@ async def serving(server: NeuronServer) -> AsyncIterator[str]:
 
 def make_echo_server(**options: Any) -> tuple[NeuronServer, Recorder]:
     recorder = Recorder([])
-    server = NeuronServer(SERVER, None, **options)
+    server = NeuronServer(SERVER, None, NeuronServerConfig(**options))
     server.add_route("/echo", recorder.echo)
     return server, recorder
 
@@ -489,7 +489,9 @@ def test_a_zero_stake_caller_runs_out_of_allowance_before_a_staked_one() -> None
     async def scenario() -> None:
         # One token per 100 s: nothing refills during the test. Capacity: rate * burst_s.
         recorder = Recorder([])
-        server = NeuronServer(SERVER, metagraph, rate_per_s=0.01, rate_stake_unit=1, burst_s=200.0)
+        server = NeuronServer(
+            SERVER, metagraph, NeuronServerConfig(rate_per_s=0.01, rate_stake_unit=1, burst_s=200.0)
+        )
         server.add_route("/echo", recorder.echo)
         async with (
             serving(server) as url,
@@ -529,7 +531,7 @@ def test_waiting_requests_are_served_highest_stake_first() -> None:
                 served.append(body["i"])
             return {}
 
-        server = NeuronServer(SERVER, metagraph, max_concurrency=1)
+        server = NeuronServer(SERVER, metagraph, NeuronServerConfig(max_concurrency=1))
         server.add_route("/work", work)
         clients = [NeuronClient(key) for key in [blocker, *keys]]
         async with serving(server) as url:
@@ -562,7 +564,7 @@ def test_beyond_the_waiting_line_requests_are_refused_as_overloaded() -> None:
             await release.wait()
             return {}
 
-        server = NeuronServer(SERVER, None, max_concurrency=1, max_queue=1)
+        server = NeuronServer(SERVER, None, NeuronServerConfig(max_concurrency=1, max_queue=1))
         server.add_route("/work", work)
         async with serving(server) as url, NeuronClient(CALLER) as client:
             busy = asyncio.create_task(client.call(url, SERVER.public_key, "/work", {}))
@@ -591,7 +593,7 @@ def test_a_handler_over_its_time_is_answered_504_and_a_hanging_server_times_the_
             await release.wait()
             return {}
 
-        quick = NeuronServer(SERVER, None, handler_timeout_s=0.05)
+        quick = NeuronServer(SERVER, None, NeuronServerConfig(handler_timeout_s=0.05))
         quick.add_route("/hang", hang)
         patient = NeuronServer(SERVER, None)
         patient.add_route("/hang", hang)
@@ -642,7 +644,7 @@ def test_a_caller_that_hangs_up_gives_back_its_slot_and_its_place_in_line() -> N
                 raise
             return {}
 
-        server = NeuronServer(SERVER, None, max_concurrency=1)
+        server = NeuronServer(SERVER, None, NeuronServerConfig(max_concurrency=1))
         server.add_route("/hang", hang)
         server.add_route("/echo", Recorder([]).echo)
         async with serving(server) as url, NeuronClient(CALLER) as client:
@@ -734,3 +736,65 @@ def test_the_client_clock_never_repeats_a_nonce() -> None:
     nonces = [clock.next_nonce() for _ in range(10_000)]
     assert all(b > a for a, b in zip(nonces, nonces[1:], strict=False))
     assert abs(nonces[0] - now_us()) < 60 * SECONDS_US
+
+
+# --- rate limits that count what an attacker cannot mint for free ------------------------------
+
+
+async def send_from(source: str, url: str, key: Keypair, path: str = "/echo") -> int:
+    """One signed call by ``key`` over a connection from the loopback address ``source``."""
+    body = b"{}"
+    headers = sign_headers(key, SERVER.public_key, now_us(), path, body)
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.post(url + path, data=body, headers=headers) as response:
+            raw = await response.read()
+            if response.status == 200:
+                return 0
+            code: int = json.loads(raw)["error"]["code"]
+            return code
+
+
+def test_fresh_keys_from_one_address_share_its_allowance() -> None:
+    """Fresh keys are free, an address is not: 200 fresh keys from one address get only that
+    address's allowance, a staked caller is not held back by it, and another address has its
+    own. (Refill is 1 per 100 s: nothing refills during the test.)"""
+    staked = make_keypair("rate-staked")
+    metagraph = MetagraphView.from_neurons(1, [make_neuron(0, staked, 10)])
+
+    async def scenario() -> None:
+        recorder = Recorder([])
+        limits = NeuronServerConfig(
+            address_rate_per_s=0.01, unstaked_rate_per_s=1.0, burst_s=1000.0
+        )
+        server = NeuronServer(SERVER, metagraph, limits)
+        server.add_route("/echo", recorder.echo, public=True)
+        async with serving(server) as url:
+            fresh = [make_keypair(f"fresh-{i}") for i in range(200)]
+            codes = [await send_from("127.0.0.1", url, key) for key in fresh]
+            assert codes.count(0) == 10  # the address's capacity: 0.01/s * 1000 s
+            assert codes.count(3407) == 190
+            assert [await send_from("127.0.0.1", url, staked) for _ in range(5)] == [0] * 5
+            others = [await send_from("127.0.0.2", url, key) for key in fresh[:12]]
+            assert others == [0] * 10 + [3407] * 2
+        assert sum(1 for caller in recorder.callers if caller.stake == 0) == 20
+
+    asyncio.run(scenario())
+
+
+def test_callers_without_stake_share_one_allowance_across_addresses() -> None:
+    async def scenario() -> None:
+        server, recorder = make_echo_server(
+            address_rate_per_s=0.01, unstaked_rate_per_s=0.015, burst_s=1000.0
+        )
+        async with serving(server) as url:
+            codes = []
+            for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+                codes += [
+                    await send_from(source, url, make_keypair(f"{source}-{i}")) for i in range(10)
+                ]
+        # 15 in all (0.015/s * 1000 s), however many addresses they come from.
+        assert codes.count(0) == 15 == len(recorder.callers)
+        assert codes.count(3407) == 15
+
+    asyncio.run(scenario())

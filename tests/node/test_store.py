@@ -234,10 +234,17 @@ def test_failed_transactions_are_stored_with_their_codes(store: Store) -> None:
     state = store.initialize(make_genesis())
     replayed = sign_transfer(KEYS[0], BOB, 5, 0)
     low_fee = sign_transfer(KEYS[1], BOB, 5, 0, fee=MIN_FEE - 1)
-    applied = build_block(state, GENESIS_TIMESTAMP + 1, [replayed, replayed, low_fee])
+    too_much = sign_transfer(KEYS[0], BOB, 10**19, 1)  # more than any dev balance
+    applied = build_block(state, GENESIS_TIMESTAMP + 1, [replayed, replayed, low_fee, too_much])
     store.commit_block(applied)
     receipts = store.get_receipts(1)
-    assert [(r.success, r.code) for r in receipts] == [(True, 0), (False, 1201), (False, 1202)]
+    # A failure that paid its fee is in the block; those that could not pay were left out.
+    assert [(r.success, r.code) for r in receipts] == [(True, 0), (False, 1203)]
+    assert store.get_block(1) == applied.block
+    assert applied.block.transactions == (replayed, too_much)
     # Looking a hash up gives its first inclusion, the one that counted.
     first = store.get_receipt(compute_transaction_hash(replayed))
     assert first is not None and first.position == 0 and first.receipt.success
+    refusal = store.get_refusal(compute_transaction_hash(low_fee))
+    assert refusal is not None and (refusal.height, refusal.receipt.code) == (1, 1202)
+    assert store.get_receipt(compute_transaction_hash(low_fee)) is None

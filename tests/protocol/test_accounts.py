@@ -63,10 +63,16 @@ from agora.protocol.transition import Receipt, apply_block, build_block
 
 
 def _seal(state: State, *raws: bytes) -> list[Receipt]:
-    """Seal one block holding ``raws``; the block must apply whatever its contents."""
+    """Seal one block from ``raws``; every outcome in order. Those refused before paying a
+    fee are left out of the block; the others are in it, in order."""
     applied = build_block(state, state.head.timestamp + 12, list(raws))
     check_invariants(state)
-    return applied.receipts
+    outcomes = list(applied.outcomes)
+    assert applied.block.transactions == tuple(
+        raw for raw, outcome in zip(raws, outcomes, strict=True) if outcome.sender is not None
+    )
+    assert applied.receipts == [outcome for outcome in outcomes if outcome.sender is not None]
+    return outcomes
 
 
 def _seal_one(state: State, raw: bytes) -> Receipt:
@@ -233,13 +239,14 @@ def test_unknown_kind(genesis_state: State, keys: list[KeyPair]) -> None:
     "garbage",
     [b"", b"\x00", b"AGT1", b"hello world" * 10, MAGIC + bytes(SIGNATURE_SIZE), bytes(200)],
 )
-def test_garbage_bytes_fail_with_a_receipt_and_the_block_still_applies(
+def test_garbage_bytes_are_refused_and_left_out_and_the_block_still_applies(
     genesis_state: State, keys: list[KeyPair], garbage: bytes
 ) -> None:
     valid = make_transfer(keys[0], keys[1].address, 5, nonce=0)
     replica = make_genesis_state(keys)
     applied = build_block(genesis_state, GENESIS_TIMESTAMP + 12, [garbage, valid])
-    bad, good = applied.receipts
+    bad, good = applied.outcomes
+    assert applied.block.transactions == (valid,) and applied.receipts == [good]
     assert (bad.success, bad.code, bad.fee_paid, bad.sender) == (
         False,
         MalformedTransaction.code,
@@ -412,7 +419,7 @@ def test_random_transfer_sequences_keep_invariants(
     for operations in blocks:
         made = [_make_operation(model, operation) for operation in operations]
         applied = build_block(state, state.head.timestamp + 12, [raw for raw, _ in made])
-        assert [r.code for r in applied.receipts] == [code for _, code in made]
+        assert [r.code for r in applied.outcomes] == [code for _, code in made]
         check_invariants(state)
         assert compute_supply_held(state) + state.get_ledger("treasury") == supply
         assert state.get_ledger("treasury") == model.treasury

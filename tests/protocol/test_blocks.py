@@ -99,6 +99,18 @@ def _added_transaction(block: Block) -> Block:
     return Block(header=block.header, transactions=(*block.transactions, b"extra"))
 
 
+def _unpaid_transaction_with_a_matching_root(block: Block) -> Block:
+    """A replay of the block's first transaction, committed to by a recomputed root: the
+    state root is still right (it pays nothing, so changes nothing), but a transaction that
+    pays no fee belongs in no block."""
+    transactions = (*block.transactions, block.transactions[0])
+    root = compute_merkle_root([compute_transaction_hash(raw) for raw in transactions])
+    return Block(
+        header=dataclasses.replace(block.header, transactions_root=root),
+        transactions=transactions,
+    )
+
+
 def _flipped_transaction_byte(block: Block) -> Block:
     first = bytearray(block.transactions[0])
     first[-1] ^= 1
@@ -121,6 +133,7 @@ def _tampered_state_root(block: Block) -> Block:
         (_dropped_transaction, InvalidBlock),
         (_swapped_transactions, InvalidBlock),
         (_added_transaction, InvalidBlock),
+        (_unpaid_transaction_with_a_matching_root, InvalidBlock),
         (_flipped_transaction_byte, InvalidBlock),
         (_tampered_state_root, StateRootMismatch),
     ],
@@ -222,8 +235,10 @@ def test_block_that_only_fails_transactions_changes_no_row(keys: list[KeyPair]) 
     sequencer = make_genesis_state(keys)
     root = sequencer.state_root
     applied = build_block(sequencer, GENESIS_TIMESTAMP + 12, [b"junk", b"more junk"])
-    assert [r.success for r in applied.receipts] == [False, False]
+    assert [r.success for r in applied.outcomes] == [False, False]
+    # Bytes that pay no fee take no block space.
+    assert applied.receipts == [] and applied.block.transactions == ()
     assert applied.changes == []
     assert sequencer.state_root == root
     assert applied.block.header.state_root == root
-    assert applied.block.header.transactions_root == _merkle_of([b"junk", b"more junk"])
+    assert applied.block.header.transactions_root == _merkle_of([])

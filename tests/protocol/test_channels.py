@@ -779,7 +779,7 @@ def test_random_channel_sequences_keep_the_invariants_and_follow_the_model(
             for (sender, body, _), nonce in zip(made, _nonces_of(state, made), strict=True)
         ]
         applied = build_block(state, state.head.timestamp + 12, raws)
-        assert [r.code for r in applied.receipts] == [code for _, _, code in made]
+        assert [r.code for r in applied.outcomes] == [code for _, _, code in made]
         check_invariants(state)
         for key in (*PAYERS, MINER, OTHER_MINER):
             assert get_balance(state, key.address) == model.balances[key.address]

@@ -73,7 +73,7 @@ _ALICE, _BOB, _CAROL = _KEYS
 
 def _receipt_code(raw: bytes, balance: int | None = None) -> int:
     state = make_genesis_state(_KEYS, **({} if balance is None else {"balance": balance}))
-    (receipt,) = build_block(state, GENESIS_TIMESTAMP + 12, [raw]).receipts
+    (receipt,) = build_block(state, GENESIS_TIMESTAMP + 12, [raw]).outcomes
     assert not receipt.success
     return receipt.code
 
@@ -125,7 +125,7 @@ def _balance_overflow() -> int:
     stranger = make_keys(1, seed=12)[0].address
     state.load_row(ACCOUNTS_TAG, stranger, full)
     raw = _transfer(recipient=stranger, amount=1)
-    (receipt,) = build_block(state, GENESIS_TIMESTAMP + 12, [raw]).receipts
+    (receipt,) = build_block(state, GENESIS_TIMESTAMP + 12, [raw]).outcomes
     return receipt.code
 
 

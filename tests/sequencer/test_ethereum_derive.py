@@ -163,7 +163,7 @@ def test_derivation_is_deterministic_and_never_crashes_on_garbage(
     assert derive_batch(5, 99, logs) == expected
 
 
-def test_garbage_items_fail_with_receipts_when_the_batch_is_executed() -> None:
+def test_garbage_items_are_refused_when_the_batch_is_executed() -> None:
     key = SigningKey(bytes(range(32)))
     sender = Address(bytes(key.verify_key))
     recipient = Address(bytes(SigningKey(bytes(32)).verify_key))
@@ -181,7 +181,9 @@ def test_garbage_items_fail_with_receipts_when_the_batch_is_executed() -> None:
     logs = [make_log(encode_payload([b"junk", good, b"\x00" * 20_000]), 0)]
     batch = derive_batch(1, 10, logs)
     applied = build_block(state, batch.timestamp, list(batch.transactions))
-    assert [receipt.success for receipt in applied.receipts] == [False, True, False]
+    assert [receipt.success for receipt in applied.outcomes] == [False, True, False]
+    # The items that could not pay a fee are left out of the block.
+    assert applied.block.transactions == (good,)
     assert applied.block.header.height == 1
 
 

@@ -23,9 +23,11 @@ nobody a use for half-broken payloads. Garbage therefore costs its poster gas an
 else.
 
 Items are not decoded here. Bytes that are not a valid Agora transaction (wrong format,
-over ``max_transaction_bytes``, bad signature, replayed) still enter the batch and fail with
-a receipt in ``build_block``, which applies the chain's current parameters; derivation
-stays independent of Agora's state. Likewise a batch with more items than
+over ``max_transaction_bytes``, bad signature, replayed) still enter the batch and are
+refused by ``build_block``, which applies the chain's current parameters and leaves out of
+the block every item that cannot pay its fee; derivation stays independent of Agora's
+state. The same bytes twice (a copy of a pending transaction, a node's own re-post) are
+two items: the second is refused as a replay. Likewise a batch with more items than
 ``max_block_transactions`` is cut by ``build_block``; the poster of the items cut re-posts
 them (see sequencer.py).
 """

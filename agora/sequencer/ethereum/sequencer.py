@@ -207,9 +207,15 @@ class EthereumSequencer(Sequencer):
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
         return self._ready.popleft()
 
-    def confirm(self, height: int, transactions: tuple[bytes, ...]) -> None:
+    def confirm(
+        self, height: int, transactions: tuple[bytes, ...], refused: tuple[bytes, ...] = ()
+    ) -> None:
         self._applied_block = max(self._applied_block, self.config.genesis_block + height)
-        mine = [raw for raw in transactions if raw in self._pending]
+        # The same bytes may come twice (anyone can post a copy): each is forgotten once. A
+        # refused copy of one still waiting to be posted here was posted by someone else out
+        # of order (a nonce ahead): this node's own post, in order, is still to come.
+        done = (*transactions, *(raw for raw in refused if raw not in self._queued))
+        mine = [raw for raw in dict.fromkeys(done) if raw in self._pending]
         if mine:
             self.pool.remove_pending(mine)
             for raw in mine:
