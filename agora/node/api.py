@@ -39,23 +39,28 @@ from agora.node.wire import (
     service_to_json,
     subnet_to_json,
     to_hex,
+    transaction_from_json,
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
-from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
+from agora.protocol.channels import get_channel, get_channels
 from agora.protocol.codec import U16, U64
-from agora.protocol.errors import ProtocolError
+from agora.protocol.errors import (
+    ChannelNotFound,
+    ProposalNotFound,
+    ProtocolError,
+    ServiceNotFound,
+)
 from agora.protocol.governance import (
     STATUSES,
     TRACK_NAMES,
-    ProposalNotFound,
     get_proposal,
     get_proposals,
     governance_params_to_json,
     proposal_to_json,
     treasury_to_json,
 )
-from agora.protocol.services import Service, ServiceNotFound, get_service, get_services
+from agora.protocol.services import Service, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (
     get_neuron,
@@ -64,7 +69,7 @@ from agora.protocol.subnets import (
     get_uid,
     iterate_subnet_ids,
 )
-from agora.protocol.transactions import encode_transaction, transaction_from_json
+from agora.protocol.transactions import encode_transaction
 from agora.protocol.transition import AppliedBlock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
