@@ -132,6 +132,8 @@ def _errors_middleware(node: Node) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.match_info.handler not in SERVED_DURING_BLOCKS:
+                await node.wait_state_settled()
             response = await handler(request)
         except AgoraError as error:
             response = error_response(error)
@@ -660,3 +662,23 @@ async def metrics(request: web.Request) -> web.Response:
         f"agora_up_seconds {time.monotonic() - m.started_monotonic:.0f}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+# Routes that never walk the in-memory state (they read the store, the mempool, a counter or
+# one account), served while the builder thread changes the state. Every other route, routes
+# a command adds included, waits for the block in progress (see ``agora/node/worker.py``).
+SERVED_DURING_BLOCKS: frozenset[Handler] = frozenset(
+    {
+        submit_transactions,
+        get_transaction,
+        list_blocks,
+        get_block,
+        get_head,
+        get_genesis,
+        stream_blocks,
+        faucet,
+        openapi,
+        health,
+        metrics,
+    }
+)
