@@ -12,6 +12,8 @@ package beside it (what two of them share moves down a layer), and nothing impor
     ``simulate.py``   ``agora simulate``: Yuma epochs from a JSON scenario, through the
                       protocol's own consensus code; governance scenarios (stakes,
                       earnings, proposals, votes) through the ledger itself.
+    ``lineage.py``    walks the ledger's lineage records (data, rounds, models, servers)
+                      and exports them as W3C PROV-JSON and OpenLineage run events.
  3. ``sequencer/``    where transactions get their order: local, or an Ethereum Inbox.
  4. ``node/``         the node: store, mempool, block production or following, HTTP API.
  5. ``client/``       ``NodeClient``, the node API from Python; building and sending

@@ -14,4 +14,6 @@ Files:
 - ``gateway.py``: ``agora gateway`` and its ``receipts`` and ``channels``.
 - ``governance.py``: ``agora gov`` (propose from a JSON file, vote, show, list, params) and
   ``agora treasury show``.
+- ``lineage.py``: ``agora lineage show`` (a model, or an account) and ``agora lineage export``
+  (W3C PROV-JSON and OpenLineage run events).
 """

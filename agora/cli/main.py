@@ -10,6 +10,7 @@ from agora.cli import (
     gateway,
     governance,
     incentive,
+    lineage,
     node,
     participants,
     wallet,
@@ -27,6 +28,7 @@ channels.register(app)
 participants.register(app)
 gateway.register(app)
 governance.register(app)
+lineage.register(app)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from agora.protocol.address import Address
 from agora.protocol.codec import U64, ListOf, Record, TupleOf, decode_field, encode_field
-from agora.protocol.errors import InvariantViolated, ProtocolError
+from agora.protocol.errors import InvariantViolated, StakeLockedByVote
 from agora.protocol.kinds import TransactionKind
 from agora.protocol.state import State
 
@@ -30,12 +30,6 @@ VOTE_LOCKS_TAG = 55
 COLDKEY_STAKES_TAG = 58
 # The hard upper bound of ``contribution_window_epochs``: the most entries a row holds.
 MAX_CONTRIBUTION_WINDOW = 64
-
-
-class StakeLockedByVote(ProtocolError):
-    """``remove_stake`` would take the coldkey's stake below what its votes locked."""
-
-    code = 2413
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
