@@ -428,7 +428,7 @@ def weights_reveal(
 @simulate_app.command("epoch")
 @user_errors
 def simulate_epoch(
-    scenario: Annotated[Path, typer.Argument(help="Scenario JSON (specs/yuma.md §0.1).")],
+    scenario: Annotated[Path, typer.Argument(help="Scenario JSON (docs/yuma.md §0.1).")],
 ) -> None:
     """Replay a scenario through the protocol's Yuma code; print each epoch as JSON."""
     from agora.simulate import load_scenario, run_scenario

@@ -40,23 +40,28 @@ from agora.node.wire import (
     service_to_json,
     subnet_to_json,
     to_hex,
+    transaction_from_json,
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
-from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
+from agora.protocol.channels import get_channel, get_channels
 from agora.protocol.codec import U16, U64
-from agora.protocol.errors import ProtocolError
+from agora.protocol.errors import (
+    ChannelNotFound,
+    ProposalNotFound,
+    ProtocolError,
+    ServiceNotFound,
+)
 from agora.protocol.governance import (
     STATUSES,
     TRACK_NAMES,
-    ProposalNotFound,
     get_proposal,
     get_proposals,
     governance_params_to_json,
     proposal_to_json,
     treasury_to_json,
 )
-from agora.protocol.services import Service, ServiceNotFound, get_service, get_services
+from agora.protocol.services import Service, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (
     get_neuron,
@@ -65,7 +70,7 @@ from agora.protocol.subnets import (
     get_uid,
     iterate_subnet_ids,
 )
-from agora.protocol.transactions import encode_transaction, transaction_from_json
+from agora.protocol.transactions import encode_transaction
 from agora.protocol.transition import AppliedBlock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -129,6 +134,8 @@ def _errors_middleware(node: Node) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.match_info.handler not in SERVED_DURING_BLOCKS:
+                await node.wait_state_settled()
             response = await handler(request)
         except AgoraError as error:
             response = error_response(error)
@@ -666,3 +673,23 @@ async def metrics(request: web.Request) -> web.Response:
         f"agora_up_seconds {time.monotonic() - m.started_monotonic:.0f}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+# Routes that never walk the in-memory state (they read the store, the mempool, a counter or
+# one account), served while the builder thread changes the state. Every other route, routes
+# a command adds included, waits for the block in progress (see ``agora/node/worker.py``).
+SERVED_DURING_BLOCKS: frozenset[Handler] = frozenset(
+    {
+        submit_transactions,
+        get_transaction,
+        list_blocks,
+        get_block,
+        get_head,
+        get_genesis,
+        stream_blocks,
+        faucet,
+        openapi,
+        health,
+        metrics,
+    }
+)

@@ -1,6 +1,9 @@
 """Conversions between protocol values and the JSON of the HTTP API, in one place.
 
-Hashes and raw bytes are ``0x``-hex, addresses ``agr1...``, amounts JSON integers.
+Hashes and raw bytes are ``0x``-hex, addresses ``agr1...``, amounts JSON integers. The
+protocol keeps its canonical byte encoding (and each field type's JSON form, in
+``protocol/codec.py``); the JSON of whole transactions, which the node API, the CLI and the
+tests share, is here (a voucher's is in ``payments/vouchers.py``).
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from typing import Any
 from agora.node.errors import MalformedRequest
 from agora.protocol.address import encode_address
 from agora.protocol.blocks import Block, BlockHeader, compute_block_hash
-from agora.protocol.codec import HASH, U64
+from agora.protocol.codec import ADDRESS, HASH, U64
 from agora.protocol.data import get_round_updates
-from agora.protocol.errors import ProtocolError
+from agora.protocol.domains import KINDS_BY_NAME
+from agora.protocol.errors import MalformedTransaction, ProtocolError, UnknownTransactionKind
 from agora.protocol.federation import decode_vector
+from agora.protocol.kinds import CHAIN_ID_FIELD, SIGNATURE_SIZE, Transaction
 from agora.protocol.subnets import get_subnet
+from agora.protocol.transactions import get_kind_of
 from agora.protocol.transition import Receipt
 
 
@@ -301,3 +307,52 @@ def federation_to_json(state: Any, netuid: int) -> dict[str, Any] | None:
         "last_epoch_block": get_subnet(state, netuid).last_epoch_block,
         "updates": updates,
     }
+
+
+# --- transactions: raise protocol errors, whose codes clients match on ----------------------
+
+
+def transaction_to_json(tx: Transaction) -> dict[str, Any]:
+    kind = get_kind_of(tx.body)
+    return {
+        "chain_id": tx.chain_id,
+        "sender": ADDRESS.to_json(tx.sender),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "kind": kind.name,
+        "body": kind.body.to_json(tx.body),
+        "signature": to_hex(tx.signature),
+    }
+
+
+def transaction_from_json(value: Any) -> Transaction:
+    """Parse the JSON form; every error names the field at fault."""
+    if not isinstance(value, dict):
+        raise MalformedTransaction("a transaction is a JSON object")
+    expected = {"chain_id", "sender", "nonce", "fee", "kind", "body", "signature"}
+    missing = sorted(expected - set(value))
+    if missing:
+        raise MalformedTransaction(f"transaction.{missing[0]}: missing")
+    unknown = sorted(set(value) - expected)
+    if unknown:
+        raise MalformedTransaction(f"transaction.{unknown[0]}: unknown field")
+    kind = KINDS_BY_NAME.get(value["kind"]) if isinstance(value["kind"], str) else None
+    if kind is None:
+        raise UnknownTransactionKind(f"transaction.kind: {value['kind']!r} is not a known kind")
+    signature = value["signature"]
+    if not isinstance(signature, str):
+        raise MalformedTransaction("transaction.signature: expected 0x-hex")
+    try:
+        signature_bytes = bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError:
+        raise MalformedTransaction("transaction.signature: not valid hex") from None
+    if len(signature_bytes) != SIGNATURE_SIZE:
+        raise MalformedTransaction("transaction.signature: expected 64 bytes")
+    return Transaction(
+        chain_id=CHAIN_ID_FIELD.from_json(value["chain_id"], "transaction.chain_id"),
+        sender=ADDRESS.from_json(value["sender"], "transaction.sender"),
+        nonce=U64.from_json(value["nonce"], "transaction.nonce"),
+        fee=U64.from_json(value["fee"], "transaction.fee"),
+        body=kind.body.from_json(value["body"], "transaction.body"),
+        signature=signature_bytes,
+    )

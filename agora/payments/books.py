@@ -46,7 +46,8 @@ from agora.payments.errors import (
 )
 from agora.payments.prices import Price
 from agora.protocol.address import Address, encode_address
-from agora.protocol.channels import InvalidVoucherSignature, Voucher, verify_voucher
+from agora.protocol.channels import Voucher, verify_voucher
+from agora.protocol.errors import InvalidVoucherSignature
 
 EXPIRY_MARGIN_BLOCKS = 10  # no request is admitted on a channel this close to its expiry
 MAX_PENDING_PER_CHANNEL = 256

@@ -3,7 +3,8 @@
 A paying caller puts ``{"voucher": {"channel_id": "0x..", "cumulative": N, "signature":
 "0x.."}}`` under the request body's ``"payment"`` key (``make_payment``); the seller reads it
 back with ``parse_payment``. The voucher is the payer's signature of the channel's cumulative
-amount (``protocol.channels``). Pure: no I/O.
+amount (``protocol.channels``); its JSON form (``voucher_to_json``, ``voucher_from_json``) is
+here, at the edge, shared by the CLI and every seller and buyer. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -11,8 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from agora.payments.errors import MalformedPayment
-from agora.protocol.channels import Voucher, voucher_from_json, voucher_to_json
+from agora.protocol.channels import VOUCHER_RECORD, Voucher
 from agora.protocol.errors import ProtocolError
+
+
+def voucher_to_json(voucher: Voucher) -> Any:
+    """``{"channel_id": "0x..", "cumulative": N, "signature": "0x.."}``."""
+    return VOUCHER_RECORD.to_json(voucher)
+
+
+def voucher_from_json(value: Any, path: str = "voucher") -> Voucher:
+    """The voucher of that JSON form; a bad field raises a coded protocol error."""
+    return VOUCHER_RECORD.from_json(value, path)
 
 
 def make_payment(voucher: Voucher) -> dict[str, Any]:

@@ -33,7 +33,7 @@ floored (its remainder stays with the payee); it is split by cumulative credit, 
 floored, and the remainder of the split goes to the contributor with the largest credit (the
 lowest address among equals). Only balances move, so the supply invariant holds unchanged.
 
-Errors are in this module (codes 2520-2549, the data range of errors.py).
+Its errors are in errors.py (codes 2520-2549 of the data range).
 """
 
 from __future__ import annotations
@@ -57,10 +57,26 @@ from agora.protocol.codec import (
     decode_field,
     encode_field,
 )
-from agora.protocol.errors import InvalidField, InvariantViolated, ProtocolError
+from agora.protocol.errors import (
+    DuplicateUpdate,
+    FederationAlreadyStarted,
+    InvalidField,
+    InvariantViolated,
+    ModelUnknown,
+    NoInferenceConsent,
+    NotFederatedSubnet,
+    NotFederationOwner,
+    NoTrainingConsent,
+    NotRegisteredOnSubnet,
+    NoUpdateCommitment,
+    OutsideWindow,
+    RoundRecordMismatch,
+    UpdateCommitmentMismatch,
+    VectorShapeMismatch,
+    WrongRound,
+)
 from agora.protocol.federation import (
     MAX_PARAMETERS,
-    VectorShapeMismatch,
     compute_aggregate,
     compute_commitment,
     compute_model_hash,
@@ -82,96 +98,6 @@ SERVED_MODELS_TAG = 65
 FEDERATED_TASK = "federated"
 MAX_VECTOR_BYTES = 4 + 4 * MAX_PARAMETERS
 MAX_WINDOW_BLOCKS = 100_000
-
-
-# --- errors (2520-2549) ----------------------------------------------------------------------
-
-
-class DataError(ProtocolError):
-    """Base of the data and lineage refusals (codes 2520-2549)."""
-
-    code = 2520
-
-
-class NotFederatedSubnet(DataError):
-    """The subnet's task kind is not ``federated``, or its owner has not started it."""
-
-    code = 2521
-
-
-class FederationAlreadyStarted(DataError):
-    """``start_federation`` on a subnet whose federation has already started."""
-
-    code = 2522
-
-
-class NotSubnetOwner(DataError):
-    """Only the subnet owner's coldkey may start its federation."""
-
-    code = 2523
-
-
-class NoTrainingConsent(DataError):
-    """The contributor has no data commitment on this subnet that allows training."""
-
-    code = 2524
-
-
-class WrongRound(DataError):
-    """The transaction names a round other than the subnet's current one."""
-
-    code = 2525
-
-
-class OutsideWindow(DataError):
-    """A commit outside the commit window, a reveal outside the reveal window, or a record
-    before the reveal window closed and an epoch ran after it."""
-
-    code = 2526
-
-
-class NoUpdateCommitment(DataError):
-    """A reveal from a contributor that made no commitment this round, or one already
-    revealed."""
-
-    code = 2527
-
-
-class UpdateCommitmentMismatch(DataError):
-    """The revealed update does not match the contributor's commitment."""
-
-    code = 2528
-
-
-class DuplicateUpdate(DataError):
-    """Another contributor already revealed this very update in this round (a replay)."""
-
-    code = 2529
-
-
-class RoundRecordMismatch(DataError):
-    """The round record differs from what the ledger recomputes: the parent hash, the list
-    of revealed updates and credits, or the new model hash."""
-
-    code = 2530
-
-
-class ModelUnknown(DataError):
-    """No round record produced a model with this hash."""
-
-    code = 2531
-
-
-class NoInferenceConsent(DataError):
-    """A contributor credited in the model's lineage does not allow inference."""
-
-    code = 2532
-
-
-class NotRegisteredOnSubnet(DataError):
-    """The sender hotkey has no uid on the subnet it names."""
-
-    code = 2533
 
 
 # --- state -----------------------------------------------------------------------------------
@@ -454,7 +380,7 @@ def process_start_federation(state: State, tx: Transaction, context: BlockContex
     body: StartFederation = tx.body
     _get_federated_subnet(state, body.netuid)
     if get_subnet(state, body.netuid).owner != tx.sender:
-        raise NotSubnetOwner("only the subnet owner's coldkey may start its federation")
+        raise NotFederationOwner("only the subnet owner's coldkey may start its federation")
     if body.netuid in state.tables["federations"]:
         raise FederationAlreadyStarted(f"subnet {body.netuid} already trains a model")
     model_hash = compute_model_hash(decode_vector(body.model))

@@ -29,7 +29,7 @@ from agora.devnet import (
     fund_wallets,
     governance_hint,
 )
-from agora.protocol.governance import NoVotingPower
+from agora.protocol.errors import NoVotingPower
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.wallet.keystore import Keystore
 

@@ -35,33 +35,36 @@ from agora.protocol.channels import ClaimChannel, OpenChannel, compute_channel_i
 from agora.protocol.data import (
     CommitData,
     CommitUpdate,
-    DataError,
-    DuplicateUpdate,
-    FederationAlreadyStarted,
-    ModelUnknown,
-    NoInferenceConsent,
-    NotFederatedSubnet,
-    NoTrainingConsent,
-    NotRegisteredOnSubnet,
-    NotSubnetOwner,
-    NoUpdateCommitment,
-    OutsideWindow,
     RecordRound,
     RevealUpdate,
-    RoundRecordMismatch,
     ServeModel,
     StartFederation,
-    UpdateCommitmentMismatch,
-    WrongRound,
     compute_round_record,
     compute_royalty_split,
     get_federation,
     get_model_lineage,
     get_round_record,
 )
-from agora.protocol.errors import InvalidField, InvalidGenesis
-from agora.protocol.federation import (
+from agora.protocol.errors import (
+    DataError,
+    DuplicateUpdate,
+    FederationAlreadyStarted,
+    InvalidField,
+    InvalidGenesis,
+    ModelUnknown,
+    NoInferenceConsent,
+    NotFederatedSubnet,
+    NotFederationOwner,
+    NoTrainingConsent,
+    NotRegisteredOnSubnet,
+    NoUpdateCommitment,
+    OutsideWindow,
+    RoundRecordMismatch,
+    UpdateCommitmentMismatch,
     VectorShapeMismatch,
+    WrongRound,
+)
+from agora.protocol.federation import (
     compute_aggregate,
     compute_commitment,
     compute_model_hash,
@@ -174,7 +177,7 @@ def test_commitments_reveals_and_windows_are_enforced() -> None:
     contributor, other = CONTRIBUTORS[0], CONTRIBUTORS[1]
     model = encode_vector(federated.make_initial_model())
     start = StartFederation(netuid=netuid, model=model, commit_blocks=2, reveal_blocks=2)
-    assert_refused(network.chain, STRANGER, start, NotSubnetOwner.code)
+    assert_refused(network.chain, STRANGER, start, NotFederationOwner.code)
     commitment = compute_commitment(contributor.address, netuid, 0, compute_update_hash((1,) * 650))
     commit = CommitUpdate(netuid=netuid, round_number=0, commitment=commitment)
     assert_refused(network.chain, contributor, commit, NotFederatedSubnet.code)
