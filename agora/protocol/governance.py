@@ -93,7 +93,7 @@ from agora.protocol.params import (
     Params,
     validate_params_consistent,
 )
-from agora.protocol.staking import get_coldkey_stake, get_total_staked
+from agora.protocol.staking import get_total_staked
 from agora.protocol.state import State
 from agora.protocol.subnets import (
     HYPERPARAMETER_BOUNDS,
@@ -104,6 +104,7 @@ from agora.protocol.subnets import (
     set_subnet,
 )
 from agora.protocol.voting_power import (
+    get_coldkey_stake,
     get_contribution,
     get_total_contribution,
     increase_vote_lock,
