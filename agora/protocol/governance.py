@@ -1,5 +1,7 @@
 """Governance: proposals, votes weighed by stake and verified work, timelocked enactment.
 
+The rules and their default numbers are written out for people in ``docs/governance.md``.
+
 Proposal kinds, one transaction kind each (50-54): ``param_change`` (global parameters,
 track numbers and subnet hyperparameter bounds, each within hard bounds written in code),
 ``treasury_spend`` (at once, or streamed once per governance epoch), ``emission_shares``
