@@ -11,6 +11,8 @@ package beside it (what two of them share moves down a layer), and nothing impor
     ``amounts.py``    AGR as people write it (``0.5``) and base units, both ways, exactly.
     ``simulate.py``   ``agora simulate``: Yuma epochs from a JSON scenario, through the
                       protocol's own consensus code.
+    ``lineage.py``    walks the ledger's lineage records (data, rounds, models, servers)
+                      and exports them as W3C PROV-JSON and OpenLineage run events.
  3. ``sequencer/``    where transactions get their order: local, or an Ethereum Inbox.
  4. ``node/``         the node: store, mempool, block production or following, HTTP API.
  5. ``client/``       ``NodeClient``, the node API from Python; building and sending

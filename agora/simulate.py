@@ -1,4 +1,4 @@
-"""Replay a JSON scenario through the protocol's own Yuma Consensus (spec ``yuma.md`` 0.1).
+"""Replay a JSON scenario through the protocol's own Yuma Consensus (``docs/yuma.md`` 0.1).
 
 A subnet designer tries an incentive design here before putting it on a chain: neurons with
 stake, weight submissions, replacements and epochs, and every epoch's outputs as JSON. There
@@ -12,12 +12,18 @@ A bad scenario raises ``ScenarioError`` with the path of the faulty field
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nacl.signing import SigningKey
+
 from agora.errors import AgoraError
+from agora.protocol.accounts import get_account
+from agora.protocol.address import Address, encode_address
 from agora.protocol.consensus.fixed import U16_MAX, U64_MAX, compute_u16_max_upscale
 from agora.protocol.consensus.yuma import (
     EpochInputs,
@@ -26,6 +32,25 @@ from agora.protocol.consensus.yuma import (
     YumaParams,
     compute_epoch,
 )
+from agora.protocol.errors import ProtocolError
+from agora.protocol.genesis import create_genesis_state
+from agora.protocol.governance import (
+    CHOICES,
+    MAX_CONVICTION,
+    Vote,
+    get_proposal,
+    get_proposals,
+    proposal_from_json,
+    proposal_to_json,
+)
+from agora.protocol.kinds import Transaction
+from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.protocol.staking import AddStake, RemoveStake
+from agora.protocol.state import State
+from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, Register, get_subnets
+from agora.protocol.transactions import encode_transaction, sign_transaction
+from agora.protocol.transition import Receipt, build_block
+from agora.protocol.voting_power import record_contribution
 
 DEFAULT_EMISSION = 1_000_000_000
 _PARAM_DEFAULTS: dict[str, int | bool] = {
@@ -308,4 +333,240 @@ def _epoch_output(block: int, result: EpochResult) -> dict[str, Any]:
         "miner_emission": list(result.miner_emission),
         "validator_emission": list(result.validator_emission),
         "bonds": bonds,
+    }
+
+
+# --- governance scenarios ------------------------------------------------------------------
+#
+# ``agora simulate governance SCENARIO.json`` replays accounts, their stake and verified
+# contribution, proposals and votes through the ledger itself: a genesis state, a subnet the
+# accounts stake on, signed transactions sealed into blocks, and the epoch step's own
+# ``record_contribution`` for what each account earned. What it prints is what a chain
+# would hold::
+#
+#     {
+#       "params": {"contribution_weight_per_mille": 10000},
+#       "tracks": {"signal": {"voting_period_blocks": 10}},
+#       "accounts": {"whale": {"stake": 400000000000},
+#                    "worker": {"stake": 150000000000, "contribution": 12000000000}},
+#       "ops": [
+#         {"op": "propose", "proposer": "whale", "proposal": {"kind": "text", "description": "x"}},
+#         {"op": "vote", "voter": "worker", "proposal": 0, "choice": "no", "conviction": 0},
+#         {"op": "earn", "account": "worker", "amount": 1000000000},
+#         {"op": "stake", "account": "worker", "amount": 1000000000},
+#         {"op": "unstake", "account": "worker", "amount": 1000000000},
+#         {"op": "advance", "blocks": 20}
+#       ]
+#     }
+
+GOVERNANCE_CHAIN_ID = "agora-simulate"
+_SPARE_BALANCE = 10_000 * BASE_UNITS_PER_AGR  # deposits and fees, beyond each account's stake
+_MAX_ADVANCE = 100_000
+_GOVERNANCE_OPS: dict[str, tuple[set[str], set[str]]] = {
+    "propose": ({"proposer", "proposal"}, set()),
+    "vote": ({"voter", "proposal", "choice"}, {"conviction"}),
+    "earn": ({"account", "amount"}, set()),
+    "stake": ({"account", "amount"}, set()),
+    "unstake": ({"account", "amount"}, set()),
+    "advance": ({"blocks"}, set()),
+}
+
+
+@dataclass(slots=True)
+class _Governed:
+    state: State
+    keys: dict[str, SigningKey]
+    hotkeys: dict[str, Address]
+
+
+def run_governance_scenario(scenario: Any) -> dict[str, Any]:
+    """Every step's outcome and tallies, every proposal at the end, and the state root."""
+    if not isinstance(scenario, dict):
+        raise ScenarioError("scenario: expected a JSON object")
+    _reject_unknown(scenario, {"params", "tracks", "accounts", "ops"}, "")
+    governed = _create_governed(scenario)
+    ops = scenario.get("ops", [])
+    if not isinstance(ops, list):
+        raise ScenarioError("ops: expected a list of operations")
+    steps = [_apply_governance_op(governed, op, f"ops[{i}]") for i, op in enumerate(ops)]
+    state = governed.state
+    return {
+        "accounts": {
+            name: encode_address(bytes(k.verify_key)) for name, k in governed.keys.items()
+        },
+        "steps": steps,
+        "proposals": [proposal_to_json(state, p, include_votes=True) for p in get_proposals(state)],
+        "height": state.head.height,
+        "state_root": "0x" + state.state_root.hex(),
+    }
+
+
+def _account_key(name: str) -> SigningKey:
+    return SigningKey(hashlib.blake2b(b"agora-simulate:" + name.encode(), digest_size=32).digest())
+
+
+def _create_governed(scenario: dict[str, Any]) -> _Governed:
+    accounts = scenario.get("accounts")
+    if not isinstance(accounts, dict) or not accounts:
+        raise ScenarioError("accounts: expected an object of account name to {stake, contribution}")
+    keys = {name: _account_key(name) for name in accounts}
+    owner = _account_key("\x00subnet-owner")
+    stakes: dict[str, int] = {}
+    contributions: dict[str, int] = {}
+    for name, account in accounts.items():
+        where = f"accounts.{name}"
+        if not isinstance(account, dict):
+            raise ScenarioError(f"{where}: expected an object")
+        _reject_unknown(account, {"stake", "contribution"}, where)
+        stakes[name] = _read_int(account.get("stake", 0), f"{where}.stake", U64_MAX // 4)
+        contributions[name] = _read_int(
+            account.get("contribution", 0), f"{where}.contribution", U64_MAX // 4
+        )
+    genesis = {
+        "chain_id": GOVERNANCE_CHAIN_ID,
+        "params": scenario.get("params", {}),
+        "governance": {"tracks": scenario.get("tracks", {})},
+        "balances": {
+            encode_address(bytes(owner.verify_key)): _SPARE_BALANCE,
+            **{
+                encode_address(bytes(keys[name].verify_key)): stakes[name] + _SPARE_BALANCE
+                for name in accounts
+            },
+        },
+    }
+    try:
+        state = create_genesis_state(genesis)
+    except ProtocolError as error:
+        raise ScenarioError(f"params or tracks: {error.message}") from None
+    hotkeys = {name: Address(bytes(_account_key("\x00hotkey:" + name).verify_key)) for name in keys}
+    governed = _Governed(state=state, keys=keys, hotkeys=hotkeys)
+    subnet = CreateSubnet(task_kind="custom", task_config="{}", owner_hotkey=NO_HOTKEY)
+    _seal_setup(governed, [(owner, subnet)])
+    netuid = max(subnet.netuid for subnet in get_subnets(state))
+    _seal_setup(
+        governed,
+        [
+            (keys[name], Register(netuid=netuid, hotkey=hotkeys[name]))
+            for name in keys
+            if stakes[name]
+        ],
+    )
+    _seal_setup(
+        governed,
+        [
+            (keys[name], AddStake(hotkey=hotkeys[name], amount=stakes[name]))
+            for name in keys
+            if stakes[name]
+        ],
+    )
+    for name, amount in contributions.items():
+        record_contribution(state, Address(bytes(keys[name].verify_key)), amount, state.head.height)
+    return governed
+
+
+def _seal(governed: _Governed, items: list[tuple[SigningKey, Any]]) -> list[Receipt]:
+    """One block holding ``items`` in order, each signed with its sender's next nonce."""
+    state = governed.state
+    raws = []
+    offsets: dict[bytes, int] = {}
+    for key, body in items:
+        sender = Address(bytes(key.verify_key))
+        offset = offsets.get(sender, 0)
+        offsets[sender] = offset + 1
+        tx = Transaction(
+            chain_id=state.chain_id,
+            sender=sender,
+            nonce=get_account(state, sender).nonce + offset,
+            fee=state.params.min_fee,
+            body=body,
+        )
+        raws.append(encode_transaction(sign_transaction(tx, _signer(key))))
+    timestamp = state.head.timestamp + 12
+    receipts: list[Receipt] = build_block(state, timestamp, raws).receipts
+    return receipts
+
+
+def _signer(key: SigningKey) -> Callable[[bytes], bytes]:
+    return lambda message: key.sign(message).signature
+
+
+def _seal_setup(governed: _Governed, items: list[tuple[SigningKey, Any]]) -> None:
+    failed = [r for r in _seal(governed, items) if not r.success]
+    if failed:
+        raise ScenarioError(f"accounts: setting up the stakes failed: {failed[0].message}")
+
+
+def _read_account(governed: _Governed, value: Any, where: str) -> SigningKey:
+    if not isinstance(value, str) or value not in governed.keys:
+        raise ScenarioError(f"{where}: {value!r} is not one of the scenario's accounts")
+    return governed.keys[value]
+
+
+def _apply_governance_op(governed: _Governed, op: Any, where: str) -> dict[str, Any]:
+    if not isinstance(op, dict) or op.get("op") not in _GOVERNANCE_OPS:
+        raise ScenarioError(f"{where}.op: one of {', '.join(_GOVERNANCE_OPS)}")
+    required, optional = _GOVERNANCE_OPS[op["op"]]
+    _reject_unknown(op, {"op"} | required | optional, where)
+    for name in sorted(required):
+        if name not in op:
+            raise ScenarioError(f"{where}.{name}: missing")
+    state = governed.state
+    kind = op["op"]
+    step: dict[str, Any] = {"op": kind}
+    if kind == "advance":
+        before = {p.id: p.status for p in get_proposals(state)}
+        for _ in range(_read_int(op["blocks"], f"{where}.blocks", _MAX_ADVANCE, low=1)):
+            _seal(governed, [])
+        step["changed"] = [
+            _tally_of(state, p) for p in get_proposals(state) if before.get(p.id) != p.status
+        ]
+    elif kind == "earn":
+        key = _read_account(governed, op["account"], f"{where}.account")
+        amount = _read_int(op["amount"], f"{where}.amount", U64_MAX // 4)
+        record_contribution(state, Address(bytes(key.verify_key)), amount, state.head.height + 1)
+        _seal(governed, [])
+    else:
+        key, body = _read_transaction(governed, op, where)
+        (receipt,) = _seal(governed, [(key, body)])
+        step.update(ok=receipt.success, code=receipt.code, message=receipt.message)
+        if kind in ("propose", "vote") and receipt.success:
+            proposal_id = op["proposal"] if kind == "vote" else state.get_ledger("proposals") - 1
+            step["tally"] = _tally_of(state, get_proposal(state, proposal_id))
+    step["block"] = state.head.height
+    return step
+
+
+def _read_transaction(
+    governed: _Governed, op: dict[str, Any], where: str
+) -> tuple[SigningKey, Any]:
+    kind = op["op"]
+    if kind == "propose":
+        key = _read_account(governed, op["proposer"], f"{where}.proposer")
+        try:
+            return key, proposal_from_json(op["proposal"], f"{where}.proposal")
+        except ProtocolError as error:
+            raise ScenarioError(error.message) from None
+    if kind == "vote":
+        key = _read_account(governed, op["voter"], f"{where}.voter")
+        if op["choice"] not in CHOICES:
+            raise ScenarioError(f"{where}.choice: one of {', '.join(CHOICES)}")
+        return key, Vote(
+            proposal_id=_read_int(op["proposal"], f"{where}.proposal", U64_MAX),
+            choice=CHOICES.index(op["choice"]),
+            conviction=_read_int(op.get("conviction", 0), f"{where}.conviction", MAX_CONVICTION),
+        )
+    name = op["account"]
+    key = _read_account(governed, name, f"{where}.account")
+    amount = _read_int(op["amount"], f"{where}.amount", U64_MAX // 4, low=1)
+    body_type = AddStake if kind == "stake" else RemoveStake
+    return key, body_type(hotkey=governed.hotkeys[name], amount=amount)
+
+
+def _tally_of(state: State, proposal: Any) -> dict[str, Any]:
+    shown = proposal_to_json(state, proposal, include_votes=False)
+    return {
+        "proposal": shown["id"],
+        "status": shown["status"],
+        "tally": shown["tally"],
+        "voting_ends_at": shown["timeline"]["voting_ends_at"],
     }

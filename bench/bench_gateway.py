@@ -40,9 +40,9 @@ from typing import Any
 
 from agora.client.client import NodeClient
 from agora.client.participant import submit_and_wait
-from agora.miner.payments import make_payment
 from agora.neuron.client import NeuronClient
 from agora.node.devchain import compute_dev_seed
+from agora.payments.vouchers import make_payment
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.channels import OpenChannel, compute_channel_id, sign_voucher

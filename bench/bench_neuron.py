@@ -40,7 +40,7 @@ from nacl.bindings import crypto_sign_open
 from agora.neuron.auth import compute_request_message, compute_route_digest
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView, NeuronInfo
-from agora.neuron.server import Caller, NeuronServer
+from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
 from agora.wallet.keys import Keypair
 
 PATH = "/echo"
@@ -102,7 +102,9 @@ async def serve(kind: str, callers: int) -> None:
             for uid, key in enumerate(make_callers(callers))
         ]
         server = NeuronServer(
-            SERVER, MetagraphView.from_neurons(1, neurons), max_rate_per_s=1_000_000.0
+            SERVER,
+            MetagraphView.from_neurons(1, neurons),
+            NeuronServerConfig(max_rate_per_s=1_000_000.0),
         )
         server.add_route(PATH, echo)
         url = await server.start()

@@ -27,10 +27,11 @@ from nacl.signing import SigningKey
 
 from agora.client.transactions import make_transaction
 from agora.node.devchain import DEV_CHAIN_ID, FAUCET_ACCOUNT, get_dev_accounts
+from agora.node.wire import transaction_to_json
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address, decode_address, encode_address
 from agora.protocol.params import Params
-from agora.protocol.transactions import decode_transaction, transaction_to_json
+from agora.protocol.transactions import decode_transaction
 
 MIN_FEE = Params().min_fee
 DEV_ACCOUNTS = 8

@@ -26,7 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
-from agora.tasks.generation import ChatResult, SmolLM2Backend
+from agora.tasks.generation import ChatResult
+from agora.tasks.generation_model import SmolLM2Backend
 
 
 class RequestError(Exception):

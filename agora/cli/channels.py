@@ -21,6 +21,7 @@ from agora.cli.wallet import JsonOption, WalletDirOption, load_key
 from agora.client.client import NodeClient
 from agora.client.transactions import make_transaction
 from agora.node.wire import channel_id_from_text, to_hex
+from agora.payments.vouchers import voucher_from_json, voucher_to_json
 from agora.protocol.address import decode_address
 from agora.protocol.channels import (
     ClaimChannel,
@@ -30,8 +31,6 @@ from agora.protocol.channels import (
     Voucher,
     compute_channel_id,
     sign_voucher,
-    voucher_from_json,
-    voucher_to_json,
 )
 from agora.protocol.codec import SIGNATURE
 from agora.wallet.keys import Keypair

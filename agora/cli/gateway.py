@@ -93,7 +93,7 @@ def serve(
         return
     from agora.gateway.config import LEVELS, GatewayConfig
     from agora.gateway.server import run_gateway
-    from agora.miner.payments import EXPIRY_MARGIN_BLOCKS
+    from agora.payments.books import EXPIRY_MARGIN_BLOCKS
 
     if wallet is None:
         raise CliError("give --wallet: the wallet whose coldkey pays the miners")

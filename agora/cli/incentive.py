@@ -28,7 +28,9 @@ subnet_app = typer.Typer(help="Subnets: markets for one kind of AI work.", no_ar
 neuron_app = typer.Typer(help="Join a subnet and publish an endpoint.", no_args_is_help=True)
 stake_app = typer.Typer(help="Stake on hotkeys (delegation).", no_args_is_help=True)
 weights_app = typer.Typer(help="Validators' weights.", no_args_is_help=True)
-simulate_app = typer.Typer(help="Replay Yuma Consensus offline.", no_args_is_help=True)
+simulate_app = typer.Typer(
+    help="Replay Yuma Consensus or governance offline.", no_args_is_help=True
+)
 
 WalletOption = Annotated[str, typer.Option("--wallet", help="Wallet name.")]
 HotkeyOption = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
@@ -426,10 +428,24 @@ def weights_reveal(
 @simulate_app.command("epoch")
 @user_errors
 def simulate_epoch(
-    scenario: Annotated[Path, typer.Argument(help="Scenario JSON (specs/yuma.md §0.1).")],
+    scenario: Annotated[Path, typer.Argument(help="Scenario JSON (docs/yuma.md §0.1).")],
 ) -> None:
     """Replay a scenario through the protocol's Yuma code; print each epoch as JSON."""
     from agora.simulate import load_scenario, run_scenario
 
     outputs = run_scenario(load_scenario(scenario))
     emit(outputs, True)
+
+
+@simulate_app.command("governance")
+@user_errors
+def simulate_governance(
+    scenario: Annotated[
+        Path, typer.Argument(help="Scenario JSON: accounts, stakes, earnings, proposals, votes.")
+    ],
+) -> None:
+    """Replay accounts, stakes, earnings and votes through the ledger's governance; print
+    every step's tally, every proposal and the final state root as JSON."""
+    from agora.simulate import load_scenario, run_governance_scenario
+
+    emit(run_governance_scenario(load_scenario(scenario)), True)

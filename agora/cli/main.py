@@ -10,8 +10,10 @@ from agora.cli import (
     gateway,
     governance,
     incentive,
+    lineage,
     node,
     participants,
+    services,
     wallet,
 )
 
@@ -27,6 +29,8 @@ channels.register(app)
 participants.register(app)
 gateway.register(app)
 governance.register(app)
+services.register(app)
+lineage.register(app)
 
 
 def main() -> None:

@@ -87,6 +87,14 @@ def miner_run(
             "without it only staked callers (validators) are served.",
         ),
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A federated subnet's contributor: your private rows (.csv or .npz, see "
+            "agora.tasks.federated); they never leave this process.",
+        ),
+    ] = None,
     yes: YesOption = False,
     cache_dir: CacheOption = None,
     node: NodeOption = None,
@@ -109,6 +117,7 @@ def miner_run(
         advertise_url=advertise,
         price=price,
         cache_dir=cache_dir,
+        data_file=data,
         on_status=_status(Console()),
     )
     asyncio.run(run_miner(config))

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
-from agora.errors import AgoraError
+from agora.errors import AgoraError, decode_error
 from agora.node.wire import block_from_json, from_hex, to_hex
 from agora.protocol.blocks import Block
 
@@ -25,13 +25,19 @@ class NodeApiError(AgoraError):
 
     code = 3090
 
-    def __init__(self, message: str, code: int = 3090, status: int = 0) -> None:
+    def __init__(self, message: str, code: int | None = None, status: int = 0) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = type(self).code if code is None else code
         self.status = status
 
     def __reduce__(self) -> Any:
         return (type(self), (self.message, self.code, self.status))
+
+
+class TransactionStillPending(NodeApiError):
+    """A transaction was not in a block when ``wait_for_transaction`` gave up waiting."""
+
+    code = 3092
 
 
 class NodeUnreachable(AgoraError):
@@ -82,12 +88,8 @@ class NodeClient:
         except orjson.JSONDecodeError:
             raise NodeApiError(f"{path}: the node answered {status} with non-JSON") from None
         if status >= 400:
-            envelope = decoded.get("error") if isinstance(decoded, dict) else None
-            if not isinstance(envelope, dict):
-                envelope = {}
-            raise NodeApiError(
-                envelope.get("message", f"HTTP {status}"), envelope.get("code", 3090), status
-            )
+            envelope = decode_error(decoded, status=status, default=NodeApiError)
+            raise NodeApiError(envelope.message, envelope.code, status)
         return decoded
 
     # --- routes ------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class NodeClient:
             if status["status"] in ("included", "refused"):
                 return status
             if asyncio.get_running_loop().time() > deadline:
-                raise NodeApiError(f"transaction {to_hex(tx_hash)} still pending", 3092)
+                raise TransactionStillPending(f"transaction {to_hex(tx_hash)} still pending")
             await asyncio.sleep(poll_seconds)
 
     async def get_account(self, address: str) -> dict[str, Any]:
@@ -172,7 +174,7 @@ class NodeClient:
         return answer
 
     async def get_channel(self, channel_id: bytes | str) -> dict[str, Any]:
-        """A payment channel by id (bytes, or 0x-hex); NodeApiError 3004 if there is none."""
+        """A payment channel by id (bytes, or 0x-hex); a ``NodeApiError`` (``NotFound``) if none."""
         ident = to_hex(channel_id) if isinstance(channel_id, bytes) else channel_id
         answer: dict[str, Any] = await self.request("GET", f"/v1/channels/{ident}")
         return answer
@@ -274,4 +276,19 @@ class NodeClient:
 
     async def get_treasury(self) -> dict[str, Any]:
         answer: dict[str, Any] = await self.request("GET", "/v1/treasury")
+        return answer
+
+    async def get_lineage(self) -> dict[str, Any]:
+        """Every lineage record: data commitments, rounds, models and who serves them."""
+        answer: dict[str, Any] = await self.request("GET", "/v1/lineage")
+        return answer
+
+    async def get_federated_model(self, model_hash: bytes | str) -> dict[str, Any]:
+        ident = model_hash if isinstance(model_hash, str) else "0x" + model_hash.hex()
+        answer: dict[str, Any] = await self.request("GET", f"/v1/models/{ident}")
+        return answer
+
+    async def get_federation(self, netuid: int) -> dict[str, Any]:
+        """A federated subnet's current round, its commitments and revealed updates."""
+        answer: dict[str, Any] = await self.request("GET", f"/v1/federations/{netuid}")
         return answer

@@ -16,5 +16,5 @@ Files:
 - ``openai_wire.py``: the OpenAI JSON (requests, responses, streams, errors);
 - ``server.py``: the HTTP routes and ``run_gateway``.
 
-The miner's side of payments (prices, the voucher check, claims) is ``agora.miner.payments``.
+Prices, vouchers, payment errors and the miner's side of payments are ``agora.payments``.
 """

@@ -1,7 +1,7 @@
 """What the network sells, read from the chain: the gateway's models and their miners.
 
 Each subnet whose task kind the gateway speaks (``MODELS``) is a ``Market``: its model, and
-the miners that publish an endpoint with a price (``miner.payments.parse_endpoint``); a miner
+the miners that publish an endpoint with a price (``payments.prices.parse_endpoint``); a miner
 without a price serves validators only and is not listed. A model's id is the task's model
 name (``all-MiniLM-L6-v2``); when several subnets serve one task, the plain id names the one
 with the most miners for sale and ``model@netuid`` names each. Nothing a miner says is
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from agora.client.client import NodeClient
 from agora.errors import AgoraError
 from agora.gateway.errors import ChainUnavailable, UnknownModel
-from agora.miner.payments import Price, parse_endpoint
 from agora.neuron.metagraph import parse_metagraph
+from agora.payments.prices import Price, parse_endpoint
 from agora.protocol.address import encode_address
 from agora.tasks import embedding, generation
 

@@ -11,7 +11,7 @@ then closes it and takes back what the miner did not claim.
 Vouchers. ``committed`` is the sum of the costs of the successful calls on the channel: what
 the developer owes the miner. A call's voucher is for ``max(committed + costs under way,
 highest voucher under way) + cost`` (``compute_next_amount``): above every voucher under way,
-so the miner's credit rule (``miner.payments``) admits it in whatever order the calls
+so the miner's credit rule (``payments.books``) admits it in whatever order the calls
 arrive. ``settle`` adds the cost to ``committed`` only for a call that succeeded; a failed
 call's amount is simply issued again to the next call, so a failure costs nothing.
 
@@ -34,7 +34,9 @@ from agora.client.client import NodeApiError, NodeClient, NodeUnreachable
 from agora.client.transactions import make_transaction
 from agora.gateway.errors import ChainUnavailable, InsufficientFunds
 from agora.gateway.store import ChannelRecord, GatewayStore
-from agora.miner.payments import EXPIRY_MARGIN_BLOCKS, HeadCache, PaymentError
+from agora.payments.books import EXPIRY_MARGIN_BLOCKS
+from agora.payments.errors import PaymentError
+from agora.payments.head import HeadCache
 from agora.protocol.address import Address, decode_address, encode_address
 from agora.protocol.channels import (
     CloseChannel,
@@ -44,11 +46,12 @@ from agora.protocol.channels import (
     compute_channel_id,
     sign_voucher,
 )
+from agora.protocol.errors import CannotPayFee, InsufficientBalance
 from agora.wallet.keys import Keypair
 
 log = logging.getLogger("agora.gateway")
 
-FUNDS_CODES = (1203, 1204)  # InsufficientBalance, CannotPayFee
+FUNDS_CODES = (InsufficientBalance.code, CannotPayFee.code)
 
 
 def compute_renew_margin(channel_blocks: int) -> int:

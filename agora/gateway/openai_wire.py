@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from agora.amounts import format_agr
 from agora.errors import AgoraError
 from agora.gateway.catalog import Market
 from agora.gateway.config import LEVELS
 from agora.gateway.errors import BadRequest, GatewayError
 from agora.gateway.service import Outcome
-from agora.miner.payments import format_agr_amount
 from agora.tasks import embedding, generation
 
 DEFAULT_MAX_TOKENS = 256
@@ -223,7 +223,7 @@ def encode_usage_extension(outcome: Outcome, prices: dict[str, Any]) -> dict[str
         "request_id": outcome.request_id,
         "verification": outcome.verification,
         "cost": outcome.cost,
-        "cost_agr": format_agr_amount(outcome.cost),
+        "cost_agr": format_agr(outcome.cost, unit=False),
         "latency_ms": outcome.latency_ms,
         "calls": [call.to_json() for call in outcome.calls],
         "prices": prices,

@@ -32,7 +32,7 @@ from agora.gateway.channels import ChannelManager
 from agora.gateway.config import GatewayConfig
 from agora.gateway.errors import BadRequest, GatewayError, UnknownRoute
 from agora.gateway.routing import Router
-from agora.gateway.service import Gateway, Job
+from agora.gateway.service import Gateway, GatewayParts, Job
 from agora.gateway.store import GatewayStore
 from agora.neuron.client import NeuronClient
 from agora.wallet.keys import Keypair
@@ -223,8 +223,7 @@ async def run_gateway(
     try:
         await catalog.refresh()
         await channels.start()
-        gateway = Gateway(
-            config,
+        parts = GatewayParts(
             catalog=catalog,
             router=Router(random.Random()),
             channels=channels,
@@ -233,6 +232,7 @@ async def run_gateway(
             rng=random.Random(),
             clock=time.time,
         )
+        gateway = Gateway(config, parts)
         runner = web.AppRunner(make_app(gateway), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         await web.TCPSite(runner, config.host, config.port).start()

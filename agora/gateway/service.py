@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agora.amounts import format_agr
 from agora.errors import AgoraError
 from agora.gateway.catalog import Catalog, Market, Offer
 from agora.gateway.channels import ChannelManager, Ticket
@@ -37,33 +38,38 @@ from agora.gateway.errors import (
 from agora.gateway.routing import Router
 from agora.gateway.store import ChannelRecord, GatewayStore, Receipt
 from agora.gateway.verification import CHECKS, Sample, find_majority
-from agora.miner.payments import (
-    ChannelExpiring,
-    InsufficientPayment,
-    VoucherReplayed,
-    format_agr_amount,
-    make_payment,
-    parse_served,
-)
 from agora.neuron.client import NeuronClient
 from agora.neuron.errors import RemoteError
-from agora.tasks.base import TaskError
+from agora.payments.errors import ChannelExpiring, VoucherRefused, decode_payment_error
+from agora.payments.vouchers import make_payment
+from agora.tasks.base import (
+    TASK_CODES,
+    InvalidRequestError,
+    ModelNotServedError,
+    RequestTooLargeError,
+    TaskError,
+)
+from agora.tasks.generation import (
+    InvalidMaxTokens,
+    InvalidMessages,
+    InvalidStop,
+    InvalidTemperature,
+    UnknownField,
+)
 
 log = logging.getLogger("agora.gateway")
 
 # Task error codes -> the OpenAI request field they are about.
 TASK_ERROR_PARAMS = {
-    3451: "input",
-    3452: "input",
-    3453: "model",
-    3461: "messages",
-    3462: "max_tokens",
-    3463: "temperature",
-    3464: "stop",
-    3465: "messages",
+    InvalidRequestError.code: "input",
+    RequestTooLargeError.code: "input",
+    ModelNotServedError.code: "model",
+    InvalidMessages.code: "messages",
+    InvalidMaxTokens.code: "max_tokens",
+    InvalidTemperature.code: "temperature",
+    InvalidStop.code: "stop",
+    UnknownField.code: "messages",
 }
-MODEL_NOT_SERVED = 3453  # a miner running another model: its fault, not the developer's
-RESYNC_CODES = (InsufficientPayment.code, VoucherReplayed.code)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,9 +161,9 @@ class SpendMeter:
         self.get_day()
         if self.limit is not None and self.spent + self.reserved + amount > self.limit:
             raise SpendLimitReached(
-                f"this request could cost up to {format_agr_amount(amount)} AGR; "
-                f"{format_agr_amount(self.spent + self.reserved)} of the daily limit of "
-                f"{format_agr_amount(self.limit)} AGR is spent or under way (UTC day {self.day})"
+                f"this request could cost up to {format_agr(amount)}; "
+                f"{format_agr(self.spent + self.reserved, unit=False)} of the daily limit of "
+                f"{format_agr(self.limit)} is spent or under way (UTC day {self.day})"
             )
 
     def reserve(self, amount: int) -> None:
@@ -171,28 +177,30 @@ class SpendMeter:
             self.spent += amount
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayParts:
+    """What a ``Gateway`` works with, built by ``server.run_gateway`` (or a test)."""
+
+    catalog: Catalog
+    router: Router
+    channels: ChannelManager
+    store: GatewayStore
+    neurons: NeuronClient
+    rng: random.Random
+    clock: Callable[[], float] = time.time
+
+
 class Gateway:
-    def __init__(
-        self,
-        config: GatewayConfig,
-        *,
-        catalog: Catalog,
-        router: Router,
-        channels: ChannelManager,
-        store: GatewayStore,
-        neurons: NeuronClient,
-        rng: random.Random,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, config: GatewayConfig, parts: GatewayParts) -> None:
         self.config = config
-        self.catalog = catalog
-        self.router = router
-        self.channels = channels
-        self.store = store
-        self.neurons = neurons
-        self.rng = rng
-        self.clock = clock
-        self.meter = SpendMeter(config.daily_limit, store, clock)
+        self.catalog = parts.catalog
+        self.router = parts.router
+        self.channels = parts.channels
+        self.store = parts.store
+        self.neurons = parts.neurons
+        self.rng = parts.rng
+        self.clock = parts.clock
+        self.meter = SpendMeter(config.daily_limit, parts.store, parts.clock)
 
     # --- the entry point -----------------------------------------------------------------------
 
@@ -442,13 +450,11 @@ class Gateway:
 
     async def _fix_payment(self, ticket: Ticket, error: RemoteError) -> bool:
         """Whether a refusal over the voucher was fixed, so the call may be sent again."""
-        if error.code in RESYNC_CODES:
-            served = parse_served(error.message)
-            if served is None:
-                return False
-            self.channels.adopt_served(ticket, served[0])  # else retired: a new channel
+        refusal = decode_payment_error(error)
+        if isinstance(refusal, VoucherRefused):
+            self.channels.adopt_served(ticket, refusal.served)  # else retired: a new channel
             return True
-        if error.code == ChannelExpiring.code:
+        if isinstance(refusal, ChannelExpiring):
             await self.channels.extend(ticket.channel_id)
             return True
         return False
@@ -457,7 +463,8 @@ class Gateway:
         """A miner's refusal: the developer's error when the task says the request is bad,
         else this miner's failure (the caller fails over)."""
         trace.calls.append(_failed_call(offer, role, None, error))
-        is_task_error = 3450 <= error.code < 3500 and error.code != MODEL_NOT_SERVED
+        # A miner running another model: its fault, not the developer's.
+        is_task_error = error.code in TASK_CODES and error.code != ModelNotServedError.code
         if is_task_error and 400 <= error.status < 500:
             return BadRequest(
                 f"the miner refused the request: {error.message}",

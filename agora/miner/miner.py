@@ -28,12 +28,16 @@ from agora.client.participant import (
     publish_endpoint,
 )
 from agora.errors import AgoraError
-from agora.miner.payments import PaymentGate, Price
+from agora.miner.federated import FederatedContributor
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView
-from agora.neuron.server import Caller, NeuronServer
+from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
+from agora.payments.gate import PaymentGate, PaymentGateConfig
+from agora.payments.prices import Price
 from agora.process import run_until_signal
+from agora.protocol.data import FEDERATED_TASK
 from agora.protocol.params import BASE_UNITS_PER_AGR
+from agora.tasks.federated import ContributorBackend, load_data_file
 from agora.tasks.registry import get_task, load_backend
 from agora.wallet.keys import Keypair
 
@@ -68,6 +72,7 @@ class MinerConfig:
     min_caller_stake: int = 1
     price: str | None = None  # e.g. "0.001/request"; None: serve staked callers only
     metagraph_interval_s: float = 2.0
+    data_file: Path | None = None  # a federated subnet's contributor: its private rows
     on_status: Callable[[str], None] = field(default=lambda message: None)
 
 
@@ -80,32 +85,36 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
     async with NodeClient(config.node_url) as client:
         subnet = await get_subnet_info(client, config.netuid)
         task = get_task(subnet.task_kind)
+        contributor_backend = None
+        if subnet.task_kind == FEDERATED_TASK:
+            # The data file is checked before anything is registered or sent.
+            contributor_backend = load_contributor_backend(config.data_file)
         uid = await ensure_registered(
             client, config.netuid, config.hotkey, config.load_coldkey, config.confirm
         )
         await ensure_fee_balance(client, config.hotkey, config.load_coldkey, HOTKEY_FEE_FLOAT)
         config.on_status(f"registered on subnet {config.netuid} ({subnet.task_kind}) as uid {uid}")
-        backend = None
-        if config.behaviour == "honest":
+        backend: Any = contributor_backend
+        if config.behaviour == "honest" and backend is None:
             config.on_status(f"loading the {subnet.task_kind} backend ({config.backend})")
             backend = await load_backend(subnet.task_kind, config.backend, config.cache_dir)
         metagraph = MetagraphView(config.node_url, config.netuid)
         await metagraph.refresh()
         # Paying callers (a gateway) have no stake: a miner that sells gives them more room.
         rate = PAYING_CALLER_RATE if config.price is not None else DEFAULT_CALLER_RATE
-        server = NeuronServer(config.hotkey, metagraph, rate_per_s=rate)
+        server = NeuronServer(config.hotkey, metagraph, NeuronServerConfig(rate_per_s=rate))
         peers = NeuronClient(config.hotkey, timeout_s=10.0)
         gate = None
         if config.price is not None:
             chain = await client.get_chain()
-            gate = PaymentGate(
-                client=client,
+            gate_config = PaymentGateConfig(
                 hotkey=config.hotkey,
                 netuid=config.netuid,
                 task_kind=subnet.task_kind,
                 price=Price.parse(config.price),
                 chain_id=chain["chain_id"],
             )
+            gate = PaymentGate(gate_config, client)
         handler = _make_handler(config, task, backend, metagraph, peers, gate)
         server.add_route(task.ROUTE, handler, public=True)
         server.add_get("/info", _make_info(config, subnet.task_kind, backend, gate))
@@ -117,6 +126,16 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
             await publish_endpoint(client, config.netuid, config.hotkey, endpoint)
             config.on_status(f"serving {subnet.task_kind} at {url} as uid {uid}")
             background = [asyncio.create_task(metagraph.run(config.metagraph_interval_s))]
+            if contributor_backend is not None:
+                contributor = FederatedContributor(
+                    client=client,
+                    netuid=config.netuid,
+                    hotkey=config.hotkey,
+                    backend=contributor_backend,
+                )
+                await contributor.commit_data()
+                config.on_status(f"committed {len(contributor_backend.data)} rows of data")
+                background.append(asyncio.create_task(contributor.run(stop)))
             if gate is not None:
                 background.append(asyncio.create_task(gate.run(stop)))
             try:
@@ -134,6 +153,12 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
             if close is not None:
                 await close()
     config.on_status("stopped")
+
+
+def load_contributor_backend(data_file: Path | None) -> ContributorBackend:
+    if data_file is None:
+        raise AgoraError("a federated subnet's miner contributes data: give it --data FILE")
+    return ContributorBackend(data=load_data_file(data_file))
 
 
 def _make_handler(

@@ -23,6 +23,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from agora.errors import decode_error
 from agora.neuron.auth import (
     CALLEE_HEADER,
     CALLER_HEADER,
@@ -239,16 +240,12 @@ def _decode_body(raw: bytes, endpoint: str) -> dict[str, Any]:
 
 
 def _remote_error(response: NeuronResponse, where: str) -> RemoteError:
-    error = response.body.get("error")
-    if not isinstance(error, dict):
-        error = {}
-    code = error.get("code")
-    name = error.get("name")
-    message = error.get("message")
+    envelope = decode_error(response.body, status=response.status, default=RemoteError)
     return RemoteError(
-        f"{where}: {message}" if isinstance(message, str) else f"{where}: HTTP {response.status}",
-        code if isinstance(code, int) else RemoteError.code,
-        name if isinstance(name, str) else "RemoteError",
+        f"{where}: {envelope.message}",
+        envelope.code,
+        envelope.name,
         response.status,
         response,
+        envelope.details,
     )

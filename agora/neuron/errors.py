@@ -1,10 +1,11 @@
 """Every way a neuron request can fail, each with a stable code in 3400-3449.
 
-Codes 3400-3429 are the server's refusals: it answers them as JSON
-``{"error": {"code": N, "name": "...", "message": "..."}}`` (the node API's shape) with the
-class's ``http_status``, and the handler never runs. Codes 3430-3449 are raised by the client
-itself: no answer, or an answer it cannot trust. A refusal that came back from the remote side
-reaches the caller as ``RemoteError``, which carries the remote code, name, message and status.
+Codes 3400-3429 are the server's refusals: it answers them in the error envelope of
+``agora.errors`` (``{"error": {"code": N, "name": "...", "message": "..."}}``, the node API's
+shape too) with the class's ``http_status``, and the handler never runs. Codes 3430-3449 are
+raised by the client itself: no answer, or an answer it cannot trust. A refusal that came back
+from the remote side reaches the caller as ``RemoteError``, which carries the remote code,
+name, message, details and status.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ class MalformedResponse(NeuronError):
 
 
 class RemoteError(NeuronError):
-    """The callee refused the request; ``code``, ``name`` and ``status`` are the callee's.
+    """The callee refused the request; ``code``, ``name`` and ``status`` are the callee's,
+    ``details`` the data its error carried (see ``agora.errors``).
 
     ``response`` is the signed answer, so the refusal itself can be shown to a third party.
     """
@@ -164,16 +166,22 @@ class RemoteError(NeuronError):
     def __init__(
         self,
         message: str,
-        code: int = 3434,
+        code: int | None = None,
         name: str = "RemoteError",
         status: int = 0,
         response: NeuronResponse | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = type(self).code if code is None else code
         self.name = name
         self.status = status
         self.response = response
+        self._details = {} if details is None else details
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self._details
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.message, self.code, self.name, self.status))
+        return (type(self), (self.message, self.code, self.name, self.status, None, self.details))

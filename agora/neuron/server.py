@@ -16,8 +16,9 @@ A signed request (``add_route``: POST, JSON object in, JSON object out) goes thr
    the highest stake first (ties in arrival order), at most ``max_queue`` of them and at most
    ``handler_timeout_s`` each (3411, 503);
 10. the handler, within ``handler_timeout_s`` (3410, 504). An ``AgoraError`` it raises is
-    answered with its code, name and message, and status 400 unless its class has an
-    ``http_status``; anything else is logged and answered 3413 (500).
+    answered in the error envelope of ``agora.errors`` (its code, name, message and any
+    details), with status 400 unless its class has an ``http_status``; anything else is
+    logged and answered 3413 (500).
 
 Steps 2-4 come first because they are the only ones an impostor can reach: nothing is
 recorded and no allowance is spent until the caller is proven; registration comes before the
@@ -60,7 +61,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agora.errors import AgoraError
+from agora.errors import AgoraError, encode_error
 from agora.neuron.auth import (
     CALLEE_HEADER,
     CALLER_HEADER,
@@ -124,6 +125,23 @@ class _Route:
     digest: bytes  # blake3 of "POST <path>", signed by callers
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeuronServerConfig:
+    """A server's limits (the module docstring says where each applies)."""
+
+    handler_timeout_s: float = 30.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    freshness_s: float = 60.0
+    max_concurrency: int = 64
+    max_queue: int = 1024
+    rate_per_s: float = 20.0
+    rate_stake_unit: int = DEFAULT_RATE_STAKE_UNIT
+    max_rate_per_s: float = 10_000.0
+    burst_s: float = 2.0
+    address_rate_per_s: float | None = None
+    unstaked_rate_per_s: float | None = None
+
+
 class NeuronServer:
     """One participant's HTTP server: signed POST routes, unsigned GET routes, signed answers."""
 
@@ -131,33 +149,26 @@ class NeuronServer:
         self,
         keypair: Keypair,
         metagraph: MetagraphView | None,
-        *,
-        handler_timeout_s: float = 30.0,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        freshness_s: float = 60.0,
-        max_concurrency: int = 64,
-        max_queue: int = 1024,
-        rate_per_s: float = 20.0,
-        rate_stake_unit: int = DEFAULT_RATE_STAKE_UNIT,
-        max_rate_per_s: float = 10_000.0,
-        burst_s: float = 2.0,
-        address_rate_per_s: float | None = None,
-        unstaked_rate_per_s: float | None = None,
+        config: NeuronServerConfig | None = None,
     ) -> None:
+        config = NeuronServerConfig() if config is None else config
         self.keypair = keypair
         self.metagraph = metagraph
-        self.handler_timeout_s = handler_timeout_s
-        self.max_body_bytes = max_body_bytes
+        self.config = config
         self._routes: dict[str, _Route] = {}
         self._gets: dict[str, GetHandler] = {}
         self._addresses = AddressCache()
-        self._nonces = NonceWindow(int(freshness_s * 1_000_000))
-        self._rates = RateLimiter(rate_per_s, rate_stake_unit, max_rate_per_s, burst_s)
-        self._address_rates = TokenBuckets(address_rate_per_s or rate_per_s, burst_s)
-        self._unstaked_rates = TokenBuckets(
-            unstaked_rate_per_s or UNSTAKED_ADDRESSES * rate_per_s, burst_s
+        self._nonces = NonceWindow(int(config.freshness_s * 1_000_000))
+        self._rates = RateLimiter(
+            config.rate_per_s, config.rate_stake_unit, config.max_rate_per_s, config.burst_s
         )
-        self._gate = PriorityGate(max_concurrency, max_queue)
+        self._address_rates = TokenBuckets(
+            config.address_rate_per_s or config.rate_per_s, config.burst_s
+        )
+        self._unstaked_rates = TokenBuckets(
+            config.unstaked_rate_per_s or UNSTAKED_ADDRESSES * config.rate_per_s, config.burst_s
+        )
+        self._gate = PriorityGate(config.max_concurrency, config.max_queue)
         self._runner: web.ServerRunner | None = None
         self._url = ""
 
@@ -272,9 +283,9 @@ class NeuronServer:
         return caller_key, nonce, raw
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        too_large = BodyTooLarge(f"the request body exceeds {self.max_body_bytes} bytes")
+        too_large = BodyTooLarge(f"the request body exceeds {self.config.max_body_bytes} bytes")
         length = request.content_length
-        if length is not None and length > self.max_body_bytes:
+        if length is not None and length > self.config.max_body_bytes:
             raise too_large
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -288,7 +299,7 @@ class NeuronServer:
         size = 0
         while chunk := await request.content.read(1 << 16):
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > self.config.max_body_bytes:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
@@ -314,24 +325,24 @@ class NeuronServer:
         if self._gate.try_acquire():
             return
         try:
-            async with asyncio.timeout(self.handler_timeout_s):
+            async with asyncio.timeout(self.config.handler_timeout_s):
                 await self._gate.acquire(caller.stake)
         except TimeoutError:
             raise Overloaded(
-                f"no handler slot came free within {self.handler_timeout_s} s; retry later"
+                f"no handler slot came free within {self.config.handler_timeout_s} s; retry later"
             ) from None
 
     async def _run_handler(self, work: Awaitable[dict[str, Any]]) -> bytes:
         """Step 10: the handler's answer, encoded; its failures as neuron errors."""
         try:
-            async with asyncio.timeout(self.handler_timeout_s) as scope:
+            async with asyncio.timeout(self.config.handler_timeout_s) as scope:
                 result = await work
         except AgoraError:
             raise
         except TimeoutError:
             if scope.expired():
                 raise HandlerTimeout(
-                    f"the handler did not answer within {self.handler_timeout_s} s"
+                    f"the handler did not answer within {self.config.handler_timeout_s} s"
                 ) from None
             log.exception("neuron handler failed")
             raise HandlerFailed("the handler failed: TimeoutError") from None
@@ -358,17 +369,11 @@ class NeuronServer:
 
     def _answer_error(self, error: AgoraError, caller: bytes, nonce: int) -> web.Response:
         status = getattr(error, "http_status", 400)
-        return self._answer(status, encode_error(error), caller, nonce)
+        return self._answer(status, orjson.dumps(encode_error(error)), caller, nonce)
 
     def _refuse(self, request: web.BaseRequest, error: AgoraError) -> web.Response:
         """A refusal before the caller is proven: bound to no caller, the claimed nonce."""
         return self._answer_error(error, UNAUTHENTICATED, _read_claimed_nonce(request))
-
-
-def encode_error(error: AgoraError) -> bytes:
-    """The node API's error shape, so one client code path reads both."""
-    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
-    return orjson.dumps(body)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:

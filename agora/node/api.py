@@ -1,7 +1,7 @@
 """The node's HTTP API under /v1: thin handlers that decode, make one call, encode.
 
-Every error is JSON ``{"error": {"code", "name", "message"}}`` with a 4xx/5xx status; the
-OpenAPI description is served at /v1/openapi.json.
+Every error is JSON ``{"error": {"code", "name", "message"}}`` (``agora.errors.encode_error``)
+with a 4xx/5xx status; the OpenAPI description is served at /v1/openapi.json.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agora.errors import AgoraError
+from agora.errors import AgoraError, encode_error
 from agora.node.errors import (
     BodyTooLarge,
     MalformedRequest,
@@ -31,36 +31,42 @@ from agora.node.wire import (
     block_to_json,
     channel_id_from_text,
     channel_to_json,
+    federated_model_to_json,
+    federation_to_json,
     from_hex,
     header_to_json,
+    lineage_to_json,
     metagraph_to_json,
     receipt_to_json,
     service_id_from_text,
     service_to_json,
     subnet_to_json,
     to_hex,
+    transaction_from_json,
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
-from agora.protocol.channels import ChannelNotFound, get_channel, get_channels
+from agora.protocol.channels import get_channel, get_channels
 from agora.protocol.codec import U16, U64
 from agora.protocol.errors import (
+    ChannelNotFound,
     HotkeyNotFound,
     NeuronNotFound,
+    ProposalNotFound,
     ProtocolError,
+    ServiceNotFound,
     SubnetNotFound,
 )
 from agora.protocol.governance import (
     STATUSES,
     TRACK_NAMES,
-    ProposalNotFound,
     get_proposal,
     get_proposals,
     governance_params_to_json,
     proposal_to_json,
     treasury_to_json,
 )
-from agora.protocol.services import Service, ServiceNotFound, get_service, get_services
+from agora.protocol.services import Service, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (
     get_neuron,
@@ -69,7 +75,7 @@ from agora.protocol.subnets import (
     get_uid,
     iterate_subnet_ids,
 )
-from agora.protocol.transactions import encode_transaction, transaction_from_json
+from agora.protocol.transactions import encode_transaction
 from agora.protocol.transition import AppliedBlock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -100,8 +106,7 @@ def error_response(error: AgoraError) -> web.Response:
         status = 404
     else:
         status = 400
-    body = {"error": {"code": error.code, "name": type(error).__name__, "message": error.message}}
-    return json_response(body, status)
+    return json_response(encode_error(error), status)
 
 
 def create_app(node: Node) -> web.Application:
@@ -130,6 +135,9 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/channels/{id}", get_channel_route),
         web.get("/v1/services", list_services),
         web.get("/v1/services/{id}", get_service_route),
+        web.get("/v1/lineage", get_lineage),
+        web.get("/v1/models/{hash}", get_federated_model),
+        web.get("/v1/federations/{netuid}", get_federation_route),
         web.get("/v1/governance/proposals", list_proposals),
         web.get("/v1/governance/proposals/{id}", get_proposal_route),
         web.get("/v1/governance/params", get_governance_params),
@@ -146,6 +154,8 @@ def _errors_middleware(node: Node) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.match_info.handler not in SERVED_DURING_BLOCKS:
+                await node.wait_state_settled()
             response = await handler(request)
         except AgoraError as error:
             response = error_response(error)
@@ -609,6 +619,28 @@ async def get_treasury(request: web.Request) -> web.Response:
     return json_response(treasury_to_json(request.app[NODE].state))
 
 
+async def get_lineage(request: web.Request) -> web.Response:
+    return json_response(lineage_to_json(request.app[NODE].state))
+
+
+async def get_federated_model(request: web.Request) -> web.Response:
+    """A federated subnet's current model, served by its content address."""
+    model_hash = from_hex(request.match_info["hash"], "hash")
+    answer = federated_model_to_json(request.app[NODE].state, model_hash)
+    if answer is None:
+        raise NotFound(f"no federated subnet's current model is {to_hex(model_hash)}")
+    return json_response(answer)
+
+
+async def get_federation_route(request: web.Request) -> web.Response:
+    """A federated subnet's current round, with its commitments and revealed updates."""
+    netuid = _parse_netuid(request)
+    answer = federation_to_json(request.app[NODE].state, netuid)
+    if answer is None:
+        raise NotFound(f"subnet {netuid} has no federation")
+    return json_response(answer)
+
+
 async def faucet(request: web.Request) -> web.Response:
     body = await _read_json(request)
     if not isinstance(body, dict) or "address" not in body:
@@ -666,3 +698,23 @@ async def metrics(request: web.Request) -> web.Response:
         f"agora_up_seconds {time.monotonic() - m.started_monotonic:.0f}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+# Routes that never walk the in-memory state (they read the store, the mempool, a counter or
+# one account), served while the builder thread changes the state. Every other route, routes
+# a command adds included, waits for the block in progress (see ``agora/node/worker.py``).
+SERVED_DURING_BLOCKS: frozenset[Handler] = frozenset(
+    {
+        submit_transactions,
+        get_transaction,
+        list_blocks,
+        get_block,
+        get_head,
+        get_genesis,
+        stream_blocks,
+        faucet,
+        openapi,
+        health,
+        metrics,
+    }
+)

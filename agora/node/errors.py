@@ -1,7 +1,7 @@
 """Errors of the node's HTTP API (codes 3000-3099); protocol errors keep their own codes.
 
 Every error response has the body ``{"error": {"code": N, "name": "...", "message": "..."}}``
-whatever raised it, so a client matches on ``code`` alone.
+(the envelope of ``agora.errors``) whatever raised it, so a client matches on ``code`` alone.
 """
 
 from __future__ import annotations

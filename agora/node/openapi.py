@@ -366,6 +366,34 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/lineage": {
+            "get": {
+                "summary": "Lineage records: data commitments, federated rounds, models, servers",
+                "responses": {"200": _ok("The lineage records", {"type": "object"})},
+            }
+        },
+        "/v1/models/{hash}": {
+            "get": {
+                "summary": "A federated subnet's current model, by its content address",
+                "parameters": [_path_param("hash", "0x-hex model hash (32 bytes)")],
+                "responses": {
+                    "200": _ok("The model's fixed-point parameters", {"type": "object"}),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
+        "/v1/federations/{netuid}": {
+            "get": {
+                "summary": "A federated subnet's current round: windows, commitments, reveals",
+                "parameters": [_path_param("netuid", "the subnet")],
+                "responses": {
+                    "200": _ok("The round", {"type": "object"}),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
         "/v1/openapi.json": {
             "get": {"summary": "This description", "responses": {"200": _ok("OpenAPI 3.1")}}
         },
@@ -409,6 +437,7 @@ OPENAPI: dict[str, Any] = {
                             "code": {"type": "integer"},
                             "name": {"type": "string"},
                             "message": {"type": "string"},
+                            "details": {"type": "object"},
                         },
                     }
                 },

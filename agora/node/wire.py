@@ -1,6 +1,9 @@
 """Conversions between protocol values and the JSON of the HTTP API, in one place.
 
-Hashes and raw bytes are ``0x``-hex, addresses ``agr1...``, amounts JSON integers.
+Hashes and raw bytes are ``0x``-hex, addresses ``agr1...``, amounts JSON integers. The
+protocol keeps its canonical byte encoding (and each field type's JSON form, in
+``protocol/codec.py``); the JSON of whole transactions, which the node API, the CLI and the
+tests share, is here (a voucher's is in ``payments/vouchers.py``).
 """
 
 from __future__ import annotations
@@ -10,8 +13,14 @@ from typing import Any
 from agora.node.errors import MalformedRequest
 from agora.protocol.address import encode_address
 from agora.protocol.blocks import Block, BlockHeader, compute_block_hash
-from agora.protocol.codec import HASH, U64
-from agora.protocol.errors import ProtocolError
+from agora.protocol.codec import ADDRESS, HASH, U64
+from agora.protocol.data import get_round_updates
+from agora.protocol.domains import KINDS_BY_NAME
+from agora.protocol.errors import MalformedTransaction, ProtocolError, UnknownTransactionKind
+from agora.protocol.federation import decode_vector
+from agora.protocol.kinds import CHAIN_ID_FIELD, SIGNATURE_SIZE, Transaction
+from agora.protocol.subnets import get_subnet
+from agora.protocol.transactions import get_kind_of
 from agora.protocol.transition import Receipt
 
 
@@ -197,3 +206,153 @@ def service_id_from_text(value: str, path: str = "id") -> bytes:
     if len(raw) != 32:
         raise MalformedRequest(f"{path}: a service id is 32 bytes of hex, got {len(raw)}")
     return raw
+
+
+def lineage_to_json(state: Any) -> dict[str, Any]:
+    """Every lineage record of the ledger (``protocol/data.py``): data commitments, federations,
+    round records, model lineage and served models; the graph ``agora.lineage`` walks."""
+    tables = state.tables
+    return {
+        "data_royalty_u16": state.params.data_royalty_u16,
+        "data_commitments": [
+            {
+                "owner": encode_address(c.owner),
+                "netuid": c.netuid,
+                "merkle_root": to_hex(c.merkle_root),
+                "rows": c.rows,
+                "schema": c.schema,
+                "allow_training": c.allow_training,
+                "allow_inference": c.allow_inference,
+                "committed_at": c.committed_at,
+            }
+            for _, c in sorted(tables["data_commitments"].items())
+        ],
+        "federations": [
+            {
+                "netuid": f.netuid,
+                "round": f.round_number,
+                "model_hash": to_hex(f.model_hash),
+                "round_start": f.round_start,
+                "commit_blocks": f.commit_blocks,
+                "reveal_blocks": f.reveal_blocks,
+            }
+            for _, f in sorted(tables["federations"].items())
+        ],
+        "rounds": [
+            {
+                "netuid": r.netuid,
+                "round": r.round_number,
+                "parent_hash": to_hex(r.parent_hash),
+                "model_hash": to_hex(r.model_hash),
+                "recorded_at": r.recorded_at,
+                "contributions": [
+                    {"hotkey": encode_address(h), "update_hash": to_hex(u), "credit_u16": c}
+                    for h, u, c in r.contributions
+                ],
+            }
+            for _, r in sorted(tables["round_records"].items())
+        ],
+        "models": [
+            {
+                "model_hash": to_hex(model_hash),
+                "netuid": m.netuid,
+                "round": m.round_number,
+                "parent_hash": to_hex(m.parent_hash),
+                "credits": [{"hotkey": encode_address(h), "credit": c} for h, c in m.credits],
+            }
+            for model_hash, m in sorted(tables["model_lineage"].items())
+        ],
+        "served": [
+            {"netuid": netuid, "hotkey": encode_address(hotkey), "model_hash": to_hex(model_hash)}
+            for (netuid, hotkey), model_hash in sorted(tables["served_models"].items())
+        ],
+    }
+
+
+def federated_model_to_json(state: Any, model_hash: bytes) -> dict[str, Any] | None:
+    """The parameters of a current federated model, by its content address, or None."""
+    from_state = [f for _, f in state.tables["federations"].items() if f.model_hash == model_hash]
+    if not from_state:
+        return None
+    federation = from_state[0]
+    return {
+        "model_hash": to_hex(model_hash),
+        "netuid": federation.netuid,
+        "round": federation.round_number,
+        "parameters": list(decode_vector(federation.model)),
+    }
+
+
+def federation_to_json(state: Any, netuid: int) -> dict[str, Any] | None:
+    """A federated subnet's current round: windows, model, and every commitment and reveal."""
+    federation = state.tables["federations"].get(netuid, None)
+    if federation is None:
+        return None
+    updates = [
+        {
+            "hotkey": encode_address(hotkey),
+            "commitment": to_hex(pending.commitment),
+            "update_hash": to_hex(pending.update_hash) if pending.update else None,
+            "update": list(decode_vector(pending.update)) if pending.update else None,
+        }
+        for hotkey, pending in get_round_updates(state, netuid)
+    ]
+    return {
+        "netuid": netuid,
+        "round": federation.round_number,
+        "model_hash": to_hex(federation.model_hash),
+        "round_start": federation.round_start,
+        "reveal_start": federation.reveal_start,
+        "reveal_end": federation.reveal_end,
+        "last_epoch_block": get_subnet(state, netuid).last_epoch_block,
+        "updates": updates,
+    }
+
+
+# --- transactions: raise protocol errors, whose codes clients match on ----------------------
+
+
+def transaction_to_json(tx: Transaction) -> dict[str, Any]:
+    kind = get_kind_of(tx.body)
+    return {
+        "chain_id": tx.chain_id,
+        "sender": ADDRESS.to_json(tx.sender),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "kind": kind.name,
+        "body": kind.body.to_json(tx.body),
+        "signature": to_hex(tx.signature),
+    }
+
+
+def transaction_from_json(value: Any) -> Transaction:
+    """Parse the JSON form; every error names the field at fault."""
+    if not isinstance(value, dict):
+        raise MalformedTransaction("a transaction is a JSON object")
+    expected = {"chain_id", "sender", "nonce", "fee", "kind", "body", "signature"}
+    missing = sorted(expected - set(value))
+    if missing:
+        raise MalformedTransaction(f"transaction.{missing[0]}: missing")
+    unknown = sorted(set(value) - expected)
+    if unknown:
+        raise MalformedTransaction(f"transaction.{unknown[0]}: unknown field")
+    kind = KINDS_BY_NAME.get(value["kind"]) if isinstance(value["kind"], str) else None
+    if kind is None:
+        raise UnknownTransactionKind(f"transaction.kind: {value['kind']!r} is not a known kind")
+    signature = value["signature"]
+    if not isinstance(signature, str):
+        raise MalformedTransaction("transaction.signature: expected 0x-hex")
+    try:
+        signature_bytes = bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError:
+        raise MalformedTransaction("transaction.signature: not valid hex") from None
+    if len(signature_bytes) != SIGNATURE_SIZE:
+        raise MalformedTransaction("transaction.signature: expected 64 bytes")
+    return Transaction(
+        chain_id=CHAIN_ID_FIELD.from_json(value["chain_id"], "transaction.chain_id"),
+        sender=ADDRESS.from_json(value["sender"], "transaction.sender"),
+        nonce=U64.from_json(value["nonce"], "transaction.nonce"),
+        fee=U64.from_json(value["fee"], "transaction.fee"),
+        body=kind.body.from_json(value["body"], "transaction.body"),
+        signature=signature_bytes,
+    )

@@ -13,7 +13,8 @@ Files, bottom layer first (imports go down, never up, and never inside a functio
   transfers; ``staking.py``, ``subnets.py``, ``weights.py`` (with ``weight_commits.py``, the
   commits table both subnets and weights touch), ``channels.py`` payment channels and their
   vouchers, ``services.py`` the service registry (agents selling work), its endpoint proofs
-  and expiry, ``emission.py`` emission and epochs, ``voting_power.py`` verified contribution
+  and expiry, ``data.py`` data commitments, federated rounds, model lineage and royalties,
+  ``emission.py`` emission and epochs, ``voting_power.py`` verified contribution
   (what epochs paid for work) and vote locks, ``governance.py`` proposals, tracks, votes,
   timelocked enactment and treasury spends.
 - ``domains.py``: the list of domain modules, their shape, the index of their kinds, and the

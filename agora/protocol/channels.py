@@ -12,7 +12,9 @@ Each claim pays the payee what is new since the last claim, less the protocol fe
 ``channel_fee_u16``. Of that fee, ``channel_fee_validators_u16`` accrues in the subnet's fee
 pool, paid to its validators with their dividends at the subnet's next epoch
 (``emission.process_channel_fees``); the rest goes to the treasury. The payee is paid on the
-hotkey's own account, which signs the claims and pays their fees.
+hotkey's own account, which signs the claims and pays their fees; when the payee serves a
+model with lineage, ``data_royalty_u16`` of its part goes to the model's data contributors
+(``data.process_model_royalties``).
 
 Expiry and closing. ``expiry`` is a block height: from that block on, the payer may close the
 channel and take back ``deposit - claimed``. Claims stay valid until the channel is closed,
@@ -26,7 +28,7 @@ on its own chain), the channel id and the cumulative amount. A voucher relabelle
 another channel fails the signature check, exactly like a forged one: the chain cannot tell
 the two apart without searching the payer's other channels, so both get code 2306.
 
-Errors are in this module (codes 2300-2349, the payment-channel range of errors.py).
+Its errors are in errors.py (codes 2300-2349, the payment-channel range).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, NewType
+from typing import NewType
 
 from agora.protocol.accounts import MAX_AMOUNT, decrease_balance, increase_balance
 from agora.protocol.address import Address
@@ -49,7 +51,21 @@ from agora.protocol.codec import (
     decode_field,
     encode_field,
 )
-from agora.protocol.errors import AmountOutOfRange, InvariantViolated, ProtocolError
+from agora.protocol.data import process_model_royalties
+from agora.protocol.errors import (
+    AmountOutOfRange,
+    ChannelClosed,
+    ChannelNotExpired,
+    ChannelNotFound,
+    InvalidChannelExpiry,
+    InvalidVoucherSignature,
+    InvariantViolated,
+    NotChannelPayee,
+    NotChannelPayer,
+    PayeeNotRegistered,
+    VoucherExceedsDeposit,
+    VoucherNotNewer,
+)
 from agora.protocol.kinds import (
     CHAIN_ID_FIELD,
     BlockContext,
@@ -68,72 +84,6 @@ CHANNELS_TAG = 40
 CHANNEL_FEE_POOLS_TAG = 41
 VOUCHER_MAGIC = b"AGV1"
 _CHANNEL_ID_TAG = b"agora/channel-id/v1"
-
-
-# --- errors (2300-2349) ----------------------------------------------------------------------
-
-
-class ChannelNotFound(ProtocolError):
-    """No channel has that id (ids are 32 bytes, printed as 0x-hex)."""
-
-    code = 2301
-
-
-class PayeeNotRegistered(ProtocolError):
-    """A channel is opened to a hotkey that has no uid on the subnet it names."""
-
-    code = 2302
-
-
-class NotChannelPayer(ProtocolError):
-    """Only the account that opened the channel may top it up or close it."""
-
-    code = 2303
-
-
-class NotChannelPayee(ProtocolError):
-    """Only the channel's payee hotkey may claim a voucher of that channel."""
-
-    code = 2304
-
-
-class ChannelClosed(ProtocolError):
-    """The channel was closed: it takes no claim, top-up or second close."""
-
-    code = 2305
-
-
-class InvalidVoucherSignature(ProtocolError):
-    """The voucher is not signed by the channel's payer for this chain, channel and amount:
-    forged, altered, or signed for another channel."""
-
-    code = 2306
-
-
-class VoucherNotNewer(ProtocolError):
-    """The voucher's cumulative amount is not above what was already claimed (a replay, or
-    an older voucher than the last one claimed)."""
-
-    code = 2307
-
-
-class VoucherExceedsDeposit(ProtocolError):
-    """The voucher's cumulative amount is above the channel's deposit."""
-
-    code = 2308
-
-
-class ChannelNotExpired(ProtocolError):
-    """The payer tried to close the channel before its expiry block."""
-
-    code = 2309
-
-
-class InvalidChannelExpiry(ProtocolError):
-    """An expiry that is not after the current block (open), or earlier than the channel's
-    current expiry (top-up: an expiry is never shortened)."""
-
-    code = 2310
 
 
 # --- state -------------------------------------------------------------------------------------
@@ -263,14 +213,6 @@ def verify_voucher(chain_id: str, payer: Address, voucher: Voucher) -> None:
             f"the voucher for channel 0x{voucher.channel_id.hex()} is not signed by its payer "
             "for this chain and amount (forged, altered, or signed for another channel)"
         )
-
-
-def voucher_to_json(voucher: Voucher) -> Any:
-    return VOUCHER_RECORD.to_json(voucher)
-
-
-def voucher_from_json(value: Any, path: str = "voucher") -> Voucher:
-    return VOUCHER_RECORD.from_json(value, path)
 
 
 # --- open_channel ------------------------------------------------------------------------------
@@ -410,6 +352,7 @@ def process_claim_channel(state: State, tx: Transaction, context: BlockContext) 
         params.channel_fee_u16,
         params.channel_fee_validators_u16,
     )
+    payee = process_model_royalties(state, channel.netuid, channel.payee, payee)
     increase_balance(state, channel.payee, payee)
     set_fee_pool(state, channel.netuid, get_fee_pool(state, channel.netuid) + validators)
     state.set_ledger("treasury", state.get_ledger("treasury") + treasury)

@@ -33,6 +33,7 @@ from typing import Protocol
 from agora.protocol import (
     accounts,
     channels,
+    data,
     emission,
     governance,
     services,
@@ -75,6 +76,7 @@ DOMAINS: tuple[Domain, ...] = (
     weights,
     channels,
     services,
+    data,
     emission,
     voting_power,
     governance,

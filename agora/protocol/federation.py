@@ -28,7 +28,7 @@ The aggregate, step by step (``compute_aggregate``):
 
 Vectors are encoded as their count (u32) followed by each value as a big-endian signed i32,
 and hashed with BLAKE2b-256 under a domain tag, so a model hash can never pass for an update
-hash. Errors are in this module (codes 2500-2519 of the data range of errors.py).
+hash. Its errors are in errors.py (codes 2500-2519 of the data range).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import hashlib
 from collections.abc import Sequence
 from math import isqrt
 
-from agora.protocol.errors import ProtocolError
+from agora.protocol.errors import InvalidVector, NothingToAggregate, VectorShapeMismatch
 
 FRACTION_BITS = 16
 FIXED_ONE = 1 << FRACTION_BITS
@@ -51,31 +51,6 @@ UPDATE_HASH_TAG = b"agora/federated/update/v1"
 COMMITMENT_TAG = b"agora/federated/commitment/v1"
 
 Vector = tuple[int, ...]
-
-
-class FederationError(ProtocolError):
-    """Base of the federated-model refusals (codes 2500-2519)."""
-
-    code = 2500
-
-
-class InvalidVector(FederationError):
-    """A model or update vector is empty, longer than ``MAX_PARAMETERS``, holds a value
-    outside the signed 32-bit range, or its bytes do not decode to one."""
-
-    code = 2501
-
-
-class VectorShapeMismatch(FederationError):
-    """An update does not have as many parameters as the model it updates."""
-
-    code = 2502
-
-
-class NothingToAggregate(FederationError):
-    """No contributor was paid for the round, so there is no update to aggregate."""
-
-    code = 2503
 
 
 def validate_vector(values: Sequence[int], what: str = "vector") -> None:

@@ -68,10 +68,22 @@ from agora.protocol.codec import (
     encode_field,
 )
 from agora.protocol.errors import (
+    AlreadyVoted,
+    CannotCancel,
     InvalidGenesis,
+    InvalidVote,
     InvariantViolated,
+    LiveProposalExists,
+    MalformedProposal,
     MalformedTransaction,
-    ProtocolError,
+    NoVotingPower,
+    ParameterChangeBreaksInvariant,
+    ParameterOutOfBounds,
+    ProposalNotFound,
+    ProposalNotVoting,
+    SpendAboveTrackLimit,
+    TreasuryInsufficient,
+    UnknownParameter,
 )
 from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.params import (
@@ -108,89 +120,6 @@ MAX_CHANGES = 32
 MAX_EMISSION_SHARE = 1_000_000
 DESCRIPTION = Text(1024)
 AGR = BASE_UNITS_PER_AGR
-
-
-# --- errors (2400-2499) ---------------------------------------------------------------------
-
-
-class UnknownParameter(ProtocolError):
-    """A ``param_change`` names something that is not a governable parameter."""
-
-    code = 2401
-
-
-class ParameterOutOfBounds(ProtocolError):
-    """A proposed value lies outside the hard bounds written in the code for its parameter."""
-
-    code = 2402
-
-
-class ParameterChangeBreaksInvariant(ProtocolError):
-    """Each value is within bounds, but together with the current state they break a rule
-    (a default take above the maximum, a minimum above its maximum, fewer subnets allowed
-    than exist, a supply cap below the supply, no emission share left)."""
-
-    code = 2403
-
-
-class ProposalNotFound(ProtocolError):
-    """No proposal has that id."""
-
-    code = 2404
-
-
-class ProposalNotVoting(ProtocolError):
-    """The proposal's voting is over (or it was never open): ballots are refused."""
-
-    code = 2405
-
-
-class AlreadyVoted(ProtocolError):
-    """The account already voted on this proposal; a ballot cannot be changed."""
-
-    code = 2406
-
-
-class NoVotingPower(ProtocolError):
-    """The account has no stake and no recent verified contribution, so its vote weighs 0."""
-
-    code = 2407
-
-
-class TreasuryInsufficient(ProtocolError):
-    """A spend asks for more than the treasury holds."""
-
-    code = 2408
-
-
-class LiveProposalExists(ProtocolError):
-    """The proposer already has a proposal voting or queued on this track."""
-
-    code = 2409
-
-
-class MalformedProposal(ProtocolError):
-    """A proposal body is empty, repeats an entry, or asks for a zero amount."""
-
-    code = 2410
-
-
-class CannotCancel(ProtocolError):
-    """A ``cancel`` targets a proposal that is neither queued nor a running stream."""
-
-    code = 2411
-
-
-class InvalidVote(ProtocolError):
-    """A ballot's choice or conviction is out of range."""
-
-    code = 2412
-
-
-class SpendAboveTrackLimit(ProtocolError):
-    """A spend's total exceeds what even the large spend track may pay."""
-
-    code = 2414
 
 
 # --- tracks ----------------------------------------------------------------------------------

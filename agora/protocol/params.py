@@ -15,6 +15,8 @@ from agora.protocol.errors import InvalidGenesis
 BASE_UNITS_PER_AGR = 1_000_000_000
 # The whole of a ``*_u16`` proportion.
 U16_ONE = 65_535
+# Bounds on the data royalty share: at most half of what a model's server is paid.
+MAX_DATA_ROYALTY_U16 = 32_767
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +43,9 @@ class Params:
     # rest of the share goes to the treasury.
     channel_fee_u16: int = 3_277
     channel_fee_validators_u16: int = 32_767
+    # Data royalties: the share of a claim's payee part paid to the contributors of the model
+    # the payee serves, when it has lineage (``data.py``); at most MAX_DATA_ROYALTY_U16.
+    data_royalty_u16: int = 6_553
     # Governance. The treasury's share of each block's emission, taken before the subnets'
     # split (0 by default: the treasury lives on fees and rounding until a vote sets it).
     treasury_emission_u16: int = 0
@@ -77,6 +82,7 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "contribution_window_epochs": (1, 64),
     "veto_threshold_u16": (U16_ONE // 10, U16_ONE),
     "conviction_lock_blocks": (0, 10_000_000),
+    "data_royalty_u16": (0, MAX_DATA_ROYALTY_U16),
 }
 
 

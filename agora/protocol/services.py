@@ -34,7 +34,7 @@ Reputation is measured, not rated: the amounts settled on chain by claims of cha
 the owner on the service's subnet, and the owner's incentive there when it is also a miner.
 The node computes it from the channel records (``node/api.py``); nothing here stores it.
 
-Errors are in this module (codes 2600-2699).
+Its errors are in errors.py (codes 2600-2699).
 """
 
 from __future__ import annotations
@@ -58,7 +58,18 @@ from agora.protocol.codec import (
     decode_field,
     encode_field,
 )
-from agora.protocol.errors import InvariantViolated, ProtocolError
+from agora.protocol.errors import (
+    InvalidEndpointProof,
+    InvalidServiceRecord,
+    InvalidServiceTtl,
+    InvariantViolated,
+    MissingEndpointProof,
+    NotServiceOwner,
+    ServiceAlreadyRegistered,
+    ServiceBondTooLow,
+    ServiceNotFound,
+    StaleEndpointProof,
+)
 from agora.protocol.kinds import (
     CHAIN_ID_FIELD,
     BlockContext,
@@ -88,68 +99,6 @@ MAX_ENDPOINTS = 4
 MAX_TAGS = 8
 NO_MODEL = bytes(32)
 URL_FIELD = Text(256)
-
-
-# --- errors (2600-2699) ----------------------------------------------------------------------
-
-
-class ServiceNotFound(ProtocolError):
-    """No live service has that id (never registered, deregistered, or expired)."""
-
-    code = 2601
-
-
-class ServiceAlreadyRegistered(ProtocolError):
-    """The owner already has a live service of that name: renew it, or deregister it first."""
-
-    code = 2602
-
-
-class NotServiceOwner(ProtocolError):
-    """Only the service's owner hotkey may renew or deregister it."""
-
-    code = 2603
-
-
-class MissingEndpointProof(ProtocolError):
-    """A registration without any endpoint, or with an endpoint whose proof is empty: every
-    endpoint needs the owner's signature over (service id, URL, recent block hash)."""
-
-    code = 2604
-
-
-class InvalidEndpointProof(ProtocolError):
-    """An endpoint proof not signed by the owner for this chain, service and URL: signed by
-    another key (a foreign proof), or for another service or URL."""
-
-    code = 2605
-
-
-class StaleEndpointProof(ProtocolError):
-    """The endpoint proof names a block that is not among the last ``PROOF_WINDOW_BLOCKS``:
-    sign a fresh proof over a recent block hash."""
-
-    code = 2606
-
-
-class ServiceBondTooLow(ProtocolError):
-    """The bond is below ``MIN_SERVICE_BOND``."""
-
-    code = 2607
-
-
-class InvalidServiceTtl(ProtocolError):
-    """A time to live of 0 or above ``MAX_SERVICE_TTL_BLOCKS``, or a renewal that would bring
-    the expiry earlier than it is."""
-
-    code = 2608
-
-
-class InvalidServiceRecord(ProtocolError):
-    """A field of the record is out of bounds: an empty name, a price unit or transport not
-    in the lists, a URL that is not http(s), a zero price, too many endpoints or tags."""
-
-    code = 2609
 
 
 # --- state -------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ A subnet is created by a coldkey (its owner) who locks ``subnet_lock_cost``; it 
 kind (``embedding``, ``generation``, ...) with its configuration, and carries the
 hyperparameters of its consensus, which the owner may change within ``HYPERPARAMETER_BOUNDS``.
 
-A hotkey joins a subnet by burning the current registration price (specs/yuma.md §10): the
+A hotkey joins a subnet by burning the current registration price (docs/yuma.md §10): the
 price decays every block with a half-life and is multiplied after each registration, so that
 a burst of registrations makes the next one dear. When the subnet is full, the newcomer
 replaces the uid that pruning picks. A neuron publishes its endpoint with ``serve``.
@@ -72,7 +72,7 @@ TASK_KINDS = ("embedding", "generation", "classification", "federated", "custom"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hyperparameters:
-    """A subnet's consensus and registration rules (units as in specs/yuma.md §3)."""
+    """A subnet's consensus and registration rules (units as in docs/yuma.md §3)."""
 
     tempo: int = 100
     max_uids: int = 256

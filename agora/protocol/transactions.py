@@ -62,8 +62,6 @@ __all__ = [
     "get_kinds",
     "is_valid_signature",
     "sign_transaction",
-    "transaction_from_json",
-    "transaction_to_json",
     "validate_basic",
 ]
 
@@ -168,52 +166,3 @@ def validate_basic(
     ):
         raise InvalidSignature("signature does not match the sender; sign with the sender's key")
     return tx
-
-
-# --- JSON form (HTTP API, CLI) ---------------------------------------------------------
-
-
-def transaction_to_json(tx: Transaction) -> dict[str, Any]:
-    kind = get_kind_of(tx.body)
-    return {
-        "chain_id": tx.chain_id,
-        "sender": ADDRESS.to_json(tx.sender),
-        "nonce": tx.nonce,
-        "fee": tx.fee,
-        "kind": kind.name,
-        "body": kind.body.to_json(tx.body),
-        "signature": "0x" + tx.signature.hex(),
-    }
-
-
-def transaction_from_json(value: Any) -> Transaction:
-    """Parse the JSON form; every error names the field at fault."""
-    if not isinstance(value, dict):
-        raise MalformedTransaction("a transaction is a JSON object")
-    expected = {"chain_id", "sender", "nonce", "fee", "kind", "body", "signature"}
-    missing = sorted(expected - set(value))
-    if missing:
-        raise MalformedTransaction(f"transaction.{missing[0]}: missing")
-    unknown = sorted(set(value) - expected)
-    if unknown:
-        raise MalformedTransaction(f"transaction.{unknown[0]}: unknown field")
-    kind = KINDS_BY_NAME.get(value["kind"]) if isinstance(value["kind"], str) else None
-    if kind is None:
-        raise UnknownTransactionKind(f"transaction.kind: {value['kind']!r} is not a known kind")
-    signature = value["signature"]
-    if not isinstance(signature, str):
-        raise MalformedTransaction("transaction.signature: expected 0x-hex")
-    try:
-        signature_bytes = bytes.fromhex(signature.removeprefix("0x"))
-    except ValueError:
-        raise MalformedTransaction("transaction.signature: not valid hex") from None
-    if len(signature_bytes) != SIGNATURE_SIZE:
-        raise MalformedTransaction("transaction.signature: expected 64 bytes")
-    return Transaction(
-        chain_id=CHAIN_ID_FIELD.from_json(value["chain_id"], "transaction.chain_id"),
-        sender=ADDRESS.from_json(value["sender"], "transaction.sender"),
-        nonce=U64.from_json(value["nonce"], "transaction.nonce"),
-        fee=U64.from_json(value["fee"], "transaction.fee"),
-        body=kind.body.from_json(value["body"], "transaction.body"),
-        signature=signature_bytes,
-    )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from agora.protocol.address import Address
 from agora.protocol.codec import U64, ListOf, Record, TupleOf, decode_field, encode_field
-from agora.protocol.errors import ProtocolError
+from agora.protocol.errors import StakeLockedByVote
 from agora.protocol.kinds import TransactionKind
 from agora.protocol.state import State
 
@@ -29,12 +29,6 @@ CONTRIBUTIONS_TAG = 54
 VOTE_LOCKS_TAG = 55
 # The hard upper bound of ``contribution_window_epochs``: the most entries a row holds.
 MAX_CONTRIBUTION_WINDOW = 64
-
-
-class StakeLockedByVote(ProtocolError):
-    """``remove_stake`` would take the coldkey's stake below what its votes locked."""
-
-    code = 2413
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

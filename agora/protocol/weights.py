@@ -2,7 +2,7 @@
 
 ``set_weights`` stores a validator's row directly (only where the subnet's commit-reveal is
 off). With commit-reveal on, the validator commits a hash of its weights and a salt, and
-reveals them ``reveal_period_epochs`` epochs later (specs/yuma.md §9, v2), so that nobody can
+reveals them ``reveal_period_epochs`` epochs later (docs/yuma.md §9, v2), so that nobody can
 copy another validator's weights before they are stale. The rules themselves are in
 ``consensus/weights.py``; this module reads the state they need and writes the result.
 """

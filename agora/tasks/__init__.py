@@ -5,6 +5,8 @@
 - ``embedding``: text embeddings with all-MiniLM-L6-v2; a dynamic batcher for miners.
 - ``classification``: digit classifiers the miners train; scored on held-out perturbed images.
 - ``generation``: chat with SmolLM2-135M-Instruct; answers checked by recomputed logits.
+- ``generation_model``: SmolLM2-135M-Instruct in-process (``SmolLM2Backend``), and its cache of
+  weights de-quantized from the GGUF file.
 - ``federated``: a model trained by data contributors whose rows never leave them; scored by
   leave-one-out improvement on held-out rows, aggregated by ``protocol.federation``.
 - ``forward``: backends that forward a task to an OpenAI-compatible inference engine.

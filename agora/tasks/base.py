@@ -80,6 +80,9 @@ def compute_sample_indices(sample_seed: bytes, count: int, sample_size: int) -> 
     return sorted(rng.sample(range(count), min(sample_size, count)))
 
 
+TASK_CODES = range(3450, 3500)  # every task's errors, built-in or not, have codes here
+
+
 class TaskError(AgoraError):
     """A request a task cannot serve: malformed, over its limits, or a backend failure."""
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from agora.protocol.blocks import compute_merkle_root
 from agora.protocol.consensus.fixed import compute_normalized, u16_proportion_to_fixed
 from agora.protocol.consensus.yuma import (
     YumaParams,
@@ -78,6 +79,7 @@ MAX_PIXEL = 16
 CONTRIBUTOR_ROWS = 1_100  # of the 1,797 digits: the pool contributors' shards come from
 VALIDATOR_ROWS = 300  # the validators' held-out pool; the remaining 397 are the test rows
 
+DATA_SCHEMA = "digits-8x8-v1"  # the schema a data commitment names
 DEFAULT_CONFIG: dict[str, Any] = {
     "local_steps": 20,
     "learning_rate": 2.0,
@@ -223,6 +225,23 @@ def save_data_file(path: Path, dataset: Dataset) -> None:
         for row, label in zip(pixels, dataset.labels, strict=True)
     ]
     path.write_text("\n".join(lines) + "\n")
+
+
+def compute_row_hashes(dataset: Dataset) -> list[bytes]:
+    """One hash per row (its 64 pixels in 0..16 and its label): what a data commitment's
+    Merkle root covers. An owner can later prove a row was in its data without showing the
+    others."""
+    pixels = np.rint(dataset.features * MAX_PIXEL).astype(np.uint8)
+    return [
+        hashlib.blake2b(
+            b"agora/data/row/v1" + row.tobytes() + bytes([int(label)]), digest_size=32
+        ).digest()
+        for row, label in zip(pixels, dataset.labels, strict=True)
+    ]
+
+
+def compute_data_root(dataset: Dataset) -> bytes:
+    return compute_merkle_root(compute_row_hashes(dataset))
 
 
 @dataclass(frozen=True, slots=True)

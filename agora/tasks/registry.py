@@ -67,7 +67,7 @@ async def load_reference_backend(
 
         return await MiniLMBackend.load()
     if kind == "generation":
-        from agora.tasks.generation import SmolLM2Backend
+        from agora.tasks.generation_model import SmolLM2Backend
 
         return await SmolLM2Backend.load(cache_dir)
     if kind == "federated":

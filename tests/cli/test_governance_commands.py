@@ -20,7 +20,7 @@ from node_helpers import NodeProcess, NodeProcesses, get_dev_keys, wait_for
 from typer.testing import CliRunner, Result
 
 from agora.cli.main import app
-from agora.protocol.governance import (
+from agora.protocol.errors import (
     InvalidVote,
     ParameterOutOfBounds,
     UnknownParameter,

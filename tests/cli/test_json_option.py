@@ -30,6 +30,8 @@ WITH_JSON_OPTION = (
     "inbox deploy",
     "gateway receipts",
     "gateway channels",
+    "gov",
+    "treasury",
 )
 # Processes print a log for people; ``channel voucher`` and ``simulate epoch`` print JSON only.
 WITHOUT_JSON_OPTION = (
@@ -41,6 +43,7 @@ WITHOUT_JSON_OPTION = (
     "gateway",
     "channel voucher",
     "simulate epoch",
+    "simulate governance",
 )
 
 

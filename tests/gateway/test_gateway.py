@@ -46,10 +46,11 @@ from typer.testing import CliRunner
 from agora.client.client import NodeClient
 from agora.client.participant import submit_and_wait
 from agora.gateway.store import GatewayStore
-from agora.miner.payments import EXPIRY_MARGIN_BLOCKS, make_payment
 from agora.neuron.client import NeuronClient
 from agora.neuron.errors import RemoteError
 from agora.node.devchain import DEV_CHAIN_ID, compute_dev_seed
+from agora.payments.books import EXPIRY_MARGIN_BLOCKS
+from agora.payments.vouchers import make_payment
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.channels import (

@@ -28,7 +28,7 @@ from agora.gateway.verification import (
     normalize_text,
     vectors_agree,
 )
-from agora.miner.payments import Price
+from agora.payments.prices import Price
 
 PRICE = Price.parse("0.001/request")
 

@@ -49,7 +49,7 @@ from agora.neuron.errors import (
     StaleNonce,
 )
 from agora.neuron.metagraph import MetagraphView, NeuronInfo
-from agora.neuron.server import Caller, NeuronServer
+from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
 from agora.protocol.address import encode_address
 from agora.tasks.base import TaskError
 from agora.wallet.keys import Keypair
@@ -114,7 +114,7 @@ async def serving(server: NeuronServer) -> AsyncIterator[str]:
 
 def make_echo_server(**options: Any) -> tuple[NeuronServer, Recorder]:
     recorder = Recorder([])
-    server = NeuronServer(SERVER, None, **options)
+    server = NeuronServer(SERVER, None, NeuronServerConfig(**options))
     server.add_route("/echo", recorder.echo)
     return server, recorder
 
@@ -489,7 +489,9 @@ def test_a_zero_stake_caller_runs_out_of_allowance_before_a_staked_one() -> None
     async def scenario() -> None:
         # One token per 100 s: nothing refills during the test. Capacity: rate * burst_s.
         recorder = Recorder([])
-        server = NeuronServer(SERVER, metagraph, rate_per_s=0.01, rate_stake_unit=1, burst_s=200.0)
+        server = NeuronServer(
+            SERVER, metagraph, NeuronServerConfig(rate_per_s=0.01, rate_stake_unit=1, burst_s=200.0)
+        )
         server.add_route("/echo", recorder.echo)
         async with (
             serving(server) as url,
@@ -529,7 +531,7 @@ def test_waiting_requests_are_served_highest_stake_first() -> None:
                 served.append(body["i"])
             return {}
 
-        server = NeuronServer(SERVER, metagraph, max_concurrency=1)
+        server = NeuronServer(SERVER, metagraph, NeuronServerConfig(max_concurrency=1))
         server.add_route("/work", work)
         clients = [NeuronClient(key) for key in [blocker, *keys]]
         async with serving(server) as url:
@@ -562,7 +564,7 @@ def test_beyond_the_waiting_line_requests_are_refused_as_overloaded() -> None:
             await release.wait()
             return {}
 
-        server = NeuronServer(SERVER, None, max_concurrency=1, max_queue=1)
+        server = NeuronServer(SERVER, None, NeuronServerConfig(max_concurrency=1, max_queue=1))
         server.add_route("/work", work)
         async with serving(server) as url, NeuronClient(CALLER) as client:
             busy = asyncio.create_task(client.call(url, SERVER.public_key, "/work", {}))
@@ -591,7 +593,7 @@ def test_a_handler_over_its_time_is_answered_504_and_a_hanging_server_times_the_
             await release.wait()
             return {}
 
-        quick = NeuronServer(SERVER, None, handler_timeout_s=0.05)
+        quick = NeuronServer(SERVER, None, NeuronServerConfig(handler_timeout_s=0.05))
         quick.add_route("/hang", hang)
         patient = NeuronServer(SERVER, None)
         patient.add_route("/hang", hang)
@@ -642,7 +644,7 @@ def test_a_caller_that_hangs_up_gives_back_its_slot_and_its_place_in_line() -> N
                 raise
             return {}
 
-        server = NeuronServer(SERVER, None, max_concurrency=1)
+        server = NeuronServer(SERVER, None, NeuronServerConfig(max_concurrency=1))
         server.add_route("/hang", hang)
         server.add_route("/echo", Recorder([]).echo)
         async with serving(server) as url, NeuronClient(CALLER) as client:
@@ -762,9 +764,10 @@ def test_fresh_keys_from_one_address_share_its_allowance() -> None:
 
     async def scenario() -> None:
         recorder = Recorder([])
-        server = NeuronServer(
-            SERVER, metagraph, address_rate_per_s=0.01, unstaked_rate_per_s=1.0, burst_s=1000.0
+        limits = NeuronServerConfig(
+            address_rate_per_s=0.01, unstaked_rate_per_s=1.0, burst_s=1000.0
         )
+        server = NeuronServer(SERVER, metagraph, limits)
         server.add_route("/echo", recorder.echo, public=True)
         async with serving(server) as url:
             fresh = [make_keypair(f"fresh-{i}") for i in range(200)]

@@ -36,9 +36,14 @@ from agora.client.participant import submit_and_wait
 from agora.errors import AgoraError
 from agora.gateway.channels import ChannelManager, PaidChannel, compute_next_amount
 from agora.gateway.store import ChannelRecord, GatewayStore
-from agora.miner.payments import (
+from agora.node.devchain import DEV_CHAIN_ID, compute_dev_seed
+from agora.payments.books import (
     EXPIRY_MARGIN_BLOCKS,
     ChannelBook,
+    PaymentBooks,
+    compute_sufficient_amount,
+)
+from agora.payments.errors import (
     ChannelClosed,
     ChannelExpiring,
     InsufficientPayment,
@@ -46,19 +51,15 @@ from agora.miner.payments import (
     InvalidVoucher,
     MalformedPayment,
     NotChannelPayer,
-    PaymentGate,
     PaymentRequired,
-    Price,
     UnknownChannel,
     VoucherExceedsDeposit,
     VoucherReplayed,
     WrongPayee,
-    compute_sufficient_amount,
-    make_payment,
-    parse_endpoint,
-    parse_served,
 )
-from agora.node.devchain import DEV_CHAIN_ID, compute_dev_seed
+from agora.payments.gate import PaymentGate, PaymentGateConfig
+from agora.payments.prices import Price, parse_endpoint
+from agora.payments.vouchers import make_payment
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.channels import (
@@ -168,8 +169,7 @@ class Setup:
         self.channels = channels
 
     def gate(self, client: NodeClient, **settings: Any) -> PaymentGate:
-        return PaymentGate(
-            client=client,
+        config = PaymentGateConfig(
             hotkey=MINER,
             netuid=self.netuid,
             task_kind="embedding",
@@ -177,6 +177,7 @@ class Setup:
             chain_id=DEV_CHAIN_ID,
             **settings,
         )
+        return PaymentGate(config, client)
 
     def claimed(self, channel: str) -> int:
         info = self.node.get_json(f"/v1/channels/0x{self.channels[channel].hex()}")
@@ -260,10 +261,12 @@ def test_every_bad_payment_is_refused_with_its_code(setup: Setup) -> None:
         gate.settle(served)
         with pytest.raises(VoucherReplayed) as replay:
             await gate.reserve(PAYER.public_key, payment(main, price), REQUEST)
-        assert parse_served(replay.value.message) == (price, 2 * price)
+        assert (replay.value.served, replay.value.required) == (price, 2 * price)
+        assert replay.value.message.endswith(f"(served: {price}, required: {2 * price})")
         with pytest.raises(InsufficientPayment) as short:
             await gate.reserve(PAYER.public_key, payment(main, 2 * price - 1), REQUEST)
-        assert parse_served(short.value.message) == (price, 2 * price)
+        assert (short.value.served, short.value.required) == (price, 2 * price)
+        assert short.value.message.endswith(f"(served: {price}, required: {2 * price})")
 
         book = gate.channels[main]
         assert (book.consumed, book.best_amount, book.pending) == (price, price, {})
@@ -387,16 +390,9 @@ def make_book(consumed: int = 0) -> ChannelBook:
     )
 
 
-def offline_gate() -> PaymentGate:
-    """A gate for its pure part (``admit``/``settle``/``release``): never reaches a node."""
-    return PaymentGate(
-        client=NodeClient("http://127.0.0.1:9"),
-        hotkey=MINER,
-        netuid=1,
-        task_kind="embedding",
-        price=PRICE,
-        chain_id=DEV_CHAIN_ID,
-    )
+def offline_books() -> PaymentBooks:
+    """The gate's pure part (``admit``/``settle``/``release``): never reaches a node."""
+    return PaymentBooks(payee=MINER.public_key, netuid=1, price=PRICE, chain_id=DEV_CHAIN_ID)
 
 
 CHANNEL = b"\x07" * 32
@@ -411,21 +407,21 @@ def fake_voucher(amount: int) -> Voucher:
 def test_whatever_a_payer_sends_the_best_voucher_covers_the_work(
     ops: list[tuple[int, int, int]],
 ) -> None:
-    gate = offline_gate()
-    book = gate.channels[CHANNEL] = make_book()
+    books = offline_books()
+    book = books.channels[CHANNEL] = make_book()
     pending = []
     for op, amount, cost in ops:
         if op <= 1:
             try:
-                pending.append(gate.admit(book, fake_voucher(amount), cost))
+                pending.append(books.admit(book, fake_voucher(amount), cost))
             except (InsufficientPayment, VoucherReplayed):
                 pass
         elif pending:
             reservation = pending.pop(amount % len(pending))
-            (gate.settle if op == 2 else gate.release)(reservation)
+            (books.settle if op == 2 else books.release)(reservation)
         assert book.best_amount >= book.consumed
     for reservation in pending:
-        gate.settle(reservation)
+        books.settle(reservation)
         assert book.best_amount >= book.consumed
 
 
@@ -435,8 +431,8 @@ def test_an_honest_payer_is_never_refused_and_pays_its_successes(
     rng: random.Random, steps: int
 ) -> None:
     """The gateway's voucher rule against the gate's, in any arrival order, any failures."""
-    gate = offline_gate()
-    book = gate.channels[CHANNEL] = make_book(consumed=5)
+    books = offline_books()
+    book = books.channels[CHANNEL] = make_book(consumed=5)
     record = ChannelRecord(
         channel_id=CHANNEL,
         payer="p",
@@ -461,21 +457,21 @@ def test_an_honest_payer_is_never_refused_and_pays_its_successes(
             in_transit.append((ticket, amount, cost))
         elif move == 1 and in_transit:
             number, amount, cost = in_transit.pop(rng.randrange(len(in_transit)))
-            arrived.append((number, gate.admit(book, fake_voucher(amount), cost)))  # never raises
+            arrived.append((number, books.admit(book, fake_voucher(amount), cost)))  # never raises
         elif arrived:
             number, reservation = arrived.pop(rng.randrange(len(arrived)))
             _, cost = payer.in_flight.pop(number)
             if rng.random() < 0.3:
-                gate.release(reservation)
+                books.release(reservation)
                 failures += 1
             else:
-                gate.settle(reservation)
+                books.settle(reservation)
                 payer.record = _committed(payer.record, cost)
     for number, amount, cost in in_transit:
-        arrived.append((number, gate.admit(book, fake_voucher(amount), cost)))
+        arrived.append((number, books.admit(book, fake_voucher(amount), cost)))
     for number, reservation in arrived:
         _, cost = payer.in_flight.pop(number)
-        gate.settle(reservation)
+        books.settle(reservation)
         payer.record = _committed(payer.record, cost)
     assert book.consumed == payer.record.committed
     assert book.best_amount >= book.consumed
@@ -489,21 +485,21 @@ def _committed(record: ChannelRecord, cost: int) -> ChannelRecord:
 
 
 def test_a_voucher_sent_twice_at_once_pays_once() -> None:
-    gate = offline_gate()
-    book = gate.channels[CHANNEL] = make_book()
-    gate.admit(book, fake_voucher(PRICE.amount), PRICE.amount)
+    books = offline_books()
+    book = books.channels[CHANNEL] = make_book()
+    books.admit(book, fake_voucher(PRICE.amount), PRICE.amount)
     with pytest.raises(InsufficientPayment):
-        gate.admit(book, fake_voucher(PRICE.amount), PRICE.amount)
+        books.admit(book, fake_voucher(PRICE.amount), PRICE.amount)
 
 
 def test_out_of_order_arrivals_are_admitted() -> None:
-    gate = offline_gate()
-    book = gate.channels[CHANNEL] = make_book()
+    books = offline_books()
+    book = books.channels[CHANNEL] = make_book()
     price = PRICE.amount
-    second = gate.admit(book, fake_voucher(2 * price), price)
-    first = gate.admit(book, fake_voucher(price), price)
-    gate.release(second)  # the later voucher's request fails, the earlier one succeeds
-    gate.settle(first)
+    second = books.admit(book, fake_voucher(2 * price), price)
+    first = books.admit(book, fake_voucher(price), price)
+    books.release(second)  # the later voucher's request fails, the earlier one succeeds
+    books.settle(first)
     assert (book.consumed, book.best_amount) == (price, price)
 
 
@@ -536,9 +532,7 @@ def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
                 )
             except (VoucherReplayed, InsufficientPayment) as error:
                 manager.settle(ticket, succeeded=False)
-                served = parse_served(error.message)
-                assert served is not None
-                manager.adopt_served(ticket, served[0])
+                manager.adopt_served(ticket, error.served)
                 return await call(succeeded, seen)
             (gate.settle if succeeded else gate.release)(reservation)
             record = manager.settle(ticket, succeeded=succeeded and seen)

@@ -32,24 +32,16 @@ from protocol_helpers import (
     rebuild_from_rows,
 )
 
+from agora.node.wire import transaction_from_json, transaction_to_json
+from agora.payments.vouchers import voucher_from_json, voucher_to_json
 from agora.protocol.accounts import get_account, get_balance
 from agora.protocol.channels import (
     Channel,
-    ChannelClosed,
-    ChannelNotExpired,
-    ChannelNotFound,
     ClaimChannel,
     CloseChannel,
-    InvalidChannelExpiry,
-    InvalidVoucherSignature,
-    NotChannelPayee,
-    NotChannelPayer,
     OpenChannel,
-    PayeeNotRegistered,
     TopUpChannel,
     Voucher,
-    VoucherExceedsDeposit,
-    VoucherNotNewer,
     compute_channel_id,
     compute_claim_split,
     get_channel,
@@ -57,23 +49,29 @@ from agora.protocol.channels import (
     get_fee_pool,
     sign_voucher,
     verify_voucher,
-    voucher_from_json,
     voucher_message,
-    voucher_to_json,
 )
-from agora.protocol.errors import AmountOutOfRange, InvalidGenesis, InvariantViolated
+from agora.protocol.errors import (
+    AmountOutOfRange,
+    ChannelClosed,
+    ChannelNotExpired,
+    ChannelNotFound,
+    InvalidChannelExpiry,
+    InvalidGenesis,
+    InvalidVoucherSignature,
+    InvariantViolated,
+    NotChannelPayee,
+    NotChannelPayer,
+    PayeeNotRegistered,
+    VoucherExceedsDeposit,
+    VoucherNotNewer,
+)
 from agora.protocol.genesis import create_genesis_state
 from agora.protocol.invariants import check_invariants
 from agora.protocol.params import BASE_UNITS_PER_AGR, Params
 from agora.protocol.staking import AddStake, SetTake
 from agora.protocol.subnets import Register, get_neurons, is_epoch_block
-from agora.protocol.transactions import (
-    MAGIC,
-    decode_transaction,
-    encode_unsigned,
-    transaction_from_json,
-    transaction_to_json,
-)
+from agora.protocol.transactions import MAGIC, decode_transaction, encode_unsigned
 from agora.protocol.transition import apply_block, build_block
 from agora.protocol.weights import SetWeights
 

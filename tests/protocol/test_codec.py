@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from protocol_helpers import CHAIN_ID, make_key, make_transfer
 
+from agora.node.wire import transaction_from_json, transaction_to_json
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address, decode_address, encode_address
 from agora.protocol.blocks import (
@@ -35,8 +36,6 @@ from agora.protocol.transactions import (
     decode_transaction,
     encode_transaction,
     encode_unsigned,
-    transaction_from_json,
-    transaction_to_json,
 )
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None)

@@ -6,14 +6,16 @@ import random
 
 import pytest
 
-from agora.protocol.federation import (
-    FIXED_ONE,
-    MAX_PARAMETERS,
-    VALUE_MAX,
+from agora.protocol.errors import (
     FederationError,
     InvalidVector,
     NothingToAggregate,
     VectorShapeMismatch,
+)
+from agora.protocol.federation import (
+    FIXED_ONE,
+    MAX_PARAMETERS,
+    VALUE_MAX,
     compute_aggregate,
     compute_clipped,
     compute_commitment,

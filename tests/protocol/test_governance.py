@@ -35,7 +35,25 @@ from protocol_helpers import (
 
 from agora.protocol.accounts import Transfer, get_account, get_balance
 from agora.protocol.address import Address
-from agora.protocol.errors import FeeTooLow, HyperparameterOutOfBounds, InvalidGenesis
+from agora.protocol.errors import (
+    AlreadyVoted,
+    CannotCancel,
+    FeeTooLow,
+    HyperparameterOutOfBounds,
+    InvalidGenesis,
+    InvalidVote,
+    LiveProposalExists,
+    MalformedProposal,
+    NoVotingPower,
+    ParameterChangeBreaksInvariant,
+    ParameterOutOfBounds,
+    ProposalNotFound,
+    ProposalNotVoting,
+    SpendAboveTrackLimit,
+    StakeLockedByVote,
+    TreasuryInsufficient,
+    UnknownParameter,
+)
 from agora.protocol.genesis import create_genesis_state
 from agora.protocol.governance import (
     CANCELLED,
@@ -52,22 +70,9 @@ from agora.protocol.governance import (
     STREAMING,
     VETOED,
     VOTING,
-    AlreadyVoted,
-    CannotCancel,
-    InvalidVote,
-    LiveProposalExists,
-    MalformedProposal,
-    NoVotingPower,
-    ParameterChangeBreaksInvariant,
-    ParameterOutOfBounds,
-    ProposalNotFound,
-    ProposalNotVoting,
     ProposeCancel,
     ProposeEmissionShares,
     ProposeTreasurySpend,
-    SpendAboveTrackLimit,
-    TreasuryInsufficient,
-    UnknownParameter,
     Vote,
     get_ballots,
     get_track,
@@ -86,7 +91,7 @@ from agora.protocol.subnets import (
     get_subnet,
 )
 from agora.protocol.transition import apply_block
-from agora.protocol.voting_power import StakeLockedByVote, get_contribution, get_locked_stake
+from agora.protocol.voting_power import get_contribution, get_locked_stake
 from agora.protocol.weights import SetWeights
 
 STAKES = [400 * AGR, 300 * AGR, 200 * AGR, 100 * AGR]

@@ -27,12 +27,23 @@ from agora.protocol.accounts import get_account, get_balance
 from agora.protocol.channels import (
     ClaimChannel,
     OpenChannel,
-    PayeeNotRegistered,
     compute_channel_id,
     get_channel,
     sign_voucher,
 )
-from agora.protocol.errors import SubnetNotFound
+from agora.protocol.errors import (
+    InvalidEndpointProof,
+    InvalidServiceRecord,
+    InvalidServiceTtl,
+    MissingEndpointProof,
+    NotServiceOwner,
+    PayeeNotRegistered,
+    ServiceAlreadyRegistered,
+    ServiceBondTooLow,
+    ServiceNotFound,
+    StaleEndpointProof,
+    SubnetNotFound,
+)
 from agora.protocol.invariants import check_invariants
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.services import (
@@ -42,17 +53,8 @@ from agora.protocol.services import (
     PROOF_WINDOW_BLOCKS,
     DeregisterService,
     Endpoint,
-    InvalidEndpointProof,
-    InvalidServiceRecord,
-    InvalidServiceTtl,
-    MissingEndpointProof,
-    NotServiceOwner,
     RegisterService,
     RenewService,
-    ServiceAlreadyRegistered,
-    ServiceBondTooLow,
-    ServiceNotFound,
-    StaleEndpointProof,
     compute_service_id,
     get_recent_block_hash,
     get_service,

@@ -3,7 +3,7 @@
 Every handler has its valid cases and its refusals: a refusal carries its stable code, and
 the state after it is the state an empty block would have left, except the sender's nonce
 and fee (``assert_refused`` compares every table with a twin of the state). Registration
-follows specs/yuma.md section 10: the burned price, its rise and decay, and the uid that
+follows docs/yuma.md section 10: the burned price, its rise and decay, and the uid that
 pruning picks when the subnet is full, with what replacement clears.
 """
 

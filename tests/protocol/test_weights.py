@@ -1,4 +1,4 @@
-"""Weights and commit-reveal on real ledger state (specs/yuma.md sections 8 and 9).
+"""Weights and commit-reveal on real ledger state (docs/yuma.md sections 8 and 9).
 
 A subnet of two staked validators and three miners, past its first epoch so that the
 validators hold permits. ``set_weights`` stores rows max-upscaled; commit-reveal stores a

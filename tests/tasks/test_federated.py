@@ -18,11 +18,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from agora.protocol.federation import (
-    VectorShapeMismatch,
-    compute_aggregate,
-    compute_model_hash,
-)
+from agora.protocol.errors import VectorShapeMismatch
+from agora.protocol.federation import compute_aggregate, compute_model_hash
 from agora.tasks import federated
 from agora.tasks.federated import (
     Contributor,

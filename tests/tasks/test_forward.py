@@ -35,12 +35,12 @@ from agora.tasks.forward import (
     normalize_base_url,
 )
 from agora.tasks.generation import (
-    SmolLM2Backend,
     compute_reference,
     compute_score,
     handle,
     make_challenge,
 )
+from agora.tasks.generation_model import SmolLM2Backend
 
 CHAT_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"

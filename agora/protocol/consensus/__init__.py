@@ -2,7 +2,7 @@
 
 Files:
 - ``yuma.py``: ``compute_epoch(EpochInputs) -> EpochResult``, one subnet epoch as a flat
-  list of the spec's steps (``shared/specs/yuma.md`` section 4), both bond paths.
+  list of the spec's steps (``docs/yuma.md`` section 4), both bond paths.
 - ``yuma_fast.py``: the same epoch vectorized with numpy, bit for bit (a differential test
   holds the two equal); what the ledger runs.
 - ``fixed.py``: the fixed-point arithmetic (I32F32, I64F64, I96F32, U64F64) with the

@@ -4,7 +4,7 @@ Yuma Consensus is only reproducible if every node rounds the same way, so Agora 
 approximate it with fractions or IEEE doubles: each value is the integer bit pattern of a
 signed or unsigned fixed-point number (``I32F32`` holds ``value * 2**32`` in 64 bits), and
 each operation is the one the chain calls, with the chain's rounding, overflow and
-division-by-zero rules (spec ``yuma.md`` section 1):
+division-by-zero rules (``docs/yuma.md`` section 1):
 
 - multiplication floors (``(a * b) >> frac``, an arithmetic shift);
 - division truncates toward zero (``(a << frac) / b`` in Rust integer division);

@@ -1,6 +1,6 @@
 """Stateless rules for joining a subnet: the registration price and the uid a newcomer takes.
 
-Registration burns a price that rises with demand and decays with time (spec section 10):
+Registration burns a price that rises with demand and decays with time (docs/yuma.md section 10):
 each block multiplies it by a factor ``f`` with ``f ** half_life = 1/2``, each registration
 multiplies it by a governance-set multiplier, and both stay within ``[min_burn, max_burn]``.
 When the subnet is full, the newcomer replaces the uid with the lowest emission among those

@@ -1,7 +1,7 @@
 """Stateless rules for weights: what ``set_weights`` accepts and stores, and commit-reveal.
 
 The ledger's weights handler reads the setter's and the subnet's state, then calls these
-pure helpers with plain values (spec sections 8 and 9): they raise a coded error or return
+pure helpers with plain values (docs/yuma.md sections 8 and 9): they raise a coded error or return
 what to store. The checks run in the chain's order, so a submission with several faults is
 refused with the same error the chain would give.
 

@@ -1,8 +1,8 @@
 """One subnet epoch of Yuma Consensus, bit for bit as the Bittensor chain computes it.
 
 A subnet designer must be able to trust that Agora's numbers are Bittensor's numbers on the
-same inputs, so this module ports the chain's sparse epoch (``epoch_mechanism``, spec
-``yuma.md`` section 4) step by step, in the fixed-point arithmetic of ``fixed.py``. It reads
+same inputs, so this module ports the chain's sparse epoch (``epoch_mechanism``,
+``docs/yuma.md`` section 4) step by step, in the fixed-point arithmetic of ``fixed.py``. It reads
 no state: ``compute_epoch`` takes every input as plain values and returns every output, and
 the ledger (or the simulator) applies them. ``compute_epoch`` is a flat list of the spec's
 steps; each step is a function named after it.
@@ -59,7 +59,7 @@ class YumaParams:
     """A subnet's consensus hyperparameters, in the chain's storage units.
 
     Defaults are those of a new Agora subnet: the chain's runtime defaults, with Yuma3 bonds
-    on and liquid alpha off (spec section 0).
+    on and liquid alpha off (docs/yuma.md section 0).
     """
 
     kappa_u16: int = 32_767
@@ -103,7 +103,7 @@ class EpochInputs:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EpochResult:
-    """Everything one epoch produces, per uid (spec step 13).
+    """Everything one epoch produces, per uid (docs/yuma.md step 13).
 
     ``bonds_u16`` is the bond matrix after the write rule, ready to store; ``validator_permit``
     is the new permit vector, to store for the next epoch.
@@ -142,7 +142,7 @@ class BondsOutcome:
 
 
 def compute_epoch(inputs: EpochInputs) -> EpochResult:
-    """Run one epoch (spec section 4): a pure function of its inputs."""
+    """Run one epoch (docs/yuma.md section 4): a pure function of its inputs."""
     validate_epoch_inputs(inputs)
     n, params = len(inputs.stake), inputs.params
     # 1. Activity: uids that set no weights for longer than the cutoff are inactive.
@@ -656,7 +656,7 @@ def compute_liquid_alpha_ema(
     """``mat_ema_alpha_sparse`` with a per-entry alpha from the sigmoid of the disagreement.
 
     Only the columns present in row i of the weights survive: an old bond at a column the
-    validator did not weight this epoch is dropped, not decayed (spec section 11, item 1).
+    validator did not weight this epoch is dropped, not decayed (docs/yuma.md section 11, item 1).
     """
     n = len(consensus)
     low = u16_proportion_to_fixed(params.alpha_low_u16)
@@ -694,8 +694,8 @@ def compute_walk_lookup(row: list[tuple[int, int]], n: int) -> dict[int, int]:
     """The values the chain's liquid-alpha lookup reads from a row, by column.
 
     The chain walks columns 0..n with a forward-only cursor over the row in stored order
-    (spec section 11, item 10): at column j it skips entries with uid < j and reads the entry
-    if its uid equals j. On an unsorted row some entries are skipped before their column
+    (docs/yuma.md section 11, item 10): at column j it skips entries with uid < j and reads
+    the entry if its uid equals j. On an unsorted row some entries are skipped before their column
     comes, and then read as 0. This computes the same reads in one pass: the cursor reaches
     entry p at column ``max(uid of earlier entries) + 1`` (or 0), and reads it iff its uid is
     not below that column.
@@ -783,7 +783,7 @@ def compute_bonds_to_store(
     new_permit: list[bool],
 ) -> tuple[WeightRow, ...]:
     """A uid with a new permit stores its new bond row; one that just lost its permit stores
-    an empty row; any other keeps its stored row (spec step 13).
+    an empty row; any other keeps its stored row (docs/yuma.md step 13).
 
     The chain's persist step writes a row for every uid, so in the third case it writes an
     empty row. Only uids that held a permit ever hold bonds (a replacement clears both), so

@@ -1,4 +1,4 @@
-"""Weights validation, commit-reveal and registration prices follow spec sections 8 to 10.
+"""Weights validation, commit-reveal and registration prices follow docs/yuma.md sections 8 to 10.
 
 Bad inputs raise coded errors, in the chain's order of checks; prices and pruning choices
 reproduce the values asserted by the chain's own tests (``tests/registration.rs``).

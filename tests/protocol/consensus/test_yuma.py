@@ -339,7 +339,7 @@ def test_yuma3_drops_bonds_at_columns_a_validator_stops_weighting() -> None:
     assert omitted[2]["dividends"] == explicit[2]["dividends"]
 
 
-# --- spec section 11: gotchas ---------------------------------------------------------
+# --- docs/yuma.md section 11: gotchas ---------------------------------------------------------
 
 
 def test_old_permits_mask_and_new_permits_are_stored() -> None:
@@ -460,7 +460,7 @@ def test_bonds_write_rule() -> None:
     assert result.validator_permit == (True, False, False, False)
     assert result.bonds_u16[0] != ()  # new permit: the new row
     assert result.bonds_u16[1] == ()  # lost its permit: emptied
-    assert result.bonds_u16[2] == old_row  # neither: untouched (spec step 13)
+    assert result.bonds_u16[2] == old_row  # neither: untouched (docs/yuma.md step 13)
 
 
 def test_stake_threshold_filters_stake_and_permits() -> None:

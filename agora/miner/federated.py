@@ -1,0 +1,107 @@
+"""A data contributor's part in a federated subnet's rounds, beside the miner's server.
+
+The contributor commits to its data once (the Merkle root of its row hashes, the row count,
+the schema and its consent), then follows the subnet's rounds through the node API: in each
+round's commit window it fetches the current model by hash, trains on its own rows and
+commits to the update's hash; in the reveal window it reveals the update. Training is
+deterministic (full-batch gradient descent from the model), so the update a validator gets
+over the neuron protocol for the same model is the very one committed on chain. Only the
+commitment, the update's integers and the data's root ever leave the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from agora.client.client import NodeClient
+from agora.client.participant import submit_and_wait
+from agora.protocol.address import Address
+from agora.protocol.data import CommitData, CommitUpdate, RevealUpdate
+from agora.protocol.federation import (
+    Vector,
+    compute_commitment,
+    compute_update_hash,
+    encode_vector,
+)
+from agora.tasks.federated import (
+    DATA_SCHEMA,
+    ContributorBackend,
+    compute_data_root,
+    compute_local_update,
+    parse_vector,
+)
+from agora.wallet.keys import Keypair
+
+log = logging.getLogger("agora.miner.federated")
+
+
+@dataclass(slots=True, kw_only=True)
+class FederatedContributor:
+    client: NodeClient
+    netuid: int
+    hotkey: Keypair
+    backend: ContributorBackend
+    allow_inference: bool = True
+    committed: dict[int, Vector] = field(default_factory=dict)  # round -> update
+    revealed: set[int] = field(default_factory=set)
+
+    async def commit_data(self) -> None:
+        body = CommitData(
+            netuid=self.netuid,
+            merkle_root=compute_data_root(self.backend.data),
+            rows=len(self.backend.data),
+            schema=DATA_SCHEMA,
+            allow_training=True,
+            allow_inference=self.allow_inference,
+        )
+        await submit_and_wait(self.client, self.hotkey, body, "data commitment")
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                await self.step()
+            except Exception as error:  # a missed window is retried at the next round
+                log.warning("federated round step failed: %s", error)
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+
+    async def step(self) -> None:
+        lineage = await self.client.get_lineage()
+        federation = next((f for f in lineage["federations"] if f["netuid"] == self.netuid), None)
+        if federation is None:
+            return
+        height = (await self.client.get_head())["height"] + 1  # the next block's height
+        number = federation["round"]
+        reveal_start = federation["round_start"] + federation["commit_blocks"]
+        if height < reveal_start and number not in self.committed:
+            await self.commit_update(number, federation["model_hash"])
+        elif (
+            reveal_start <= height < reveal_start + federation["reveal_blocks"]
+            and number in self.committed
+            and number not in self.revealed
+        ):
+            body = RevealUpdate(
+                netuid=self.netuid,
+                round_number=number,
+                update=encode_vector(self.committed[number]),
+            )
+            await submit_and_wait(self.client, self.hotkey, body, f"reveal of round {number}")
+            self.revealed.add(number)
+
+    async def commit_update(self, number: int, model_hash: str) -> None:
+        answer = await self.client.get_federated_model(model_hash)
+        model = parse_vector(answer["parameters"])
+        self.backend.models[bytes.fromhex(model_hash.removeprefix("0x"))] = model
+        update = await asyncio.to_thread(
+            compute_local_update, model, self.backend.data, self.backend.config
+        )
+        commitment = compute_commitment(
+            Address(self.hotkey.public_key), self.netuid, number, compute_update_hash(update)
+        )
+        body = CommitUpdate(netuid=self.netuid, round_number=number, commitment=commitment)
+        await submit_and_wait(self.client, self.hotkey, body, f"commitment of round {number}")
+        self.committed[number] = update

@@ -1,0 +1,205 @@
+"""The seller's books: what it knows of each channel, the checks on a voucher, the credit rule.
+
+The pure half of the payment gate (``gate`` is the half that reads the chain and claims): no
+I/O, no clock, no ``await``, so a check and its bookkeeping are atomic per channel.
+
+Checks. A voucher is admitted only if its channel pays this seller's hotkey on this subnet,
+was opened by the caller, is open and not within ``EXPIRY_MARGIN_BLOCKS`` of its expiry
+(``validate_channel``); the voucher is the payer's signature (``validate_signature``), within
+the deposit, and leaves enough credit for the request (below); refused on credit, a voucher
+not above what the seller already served is a replay (``VoucherReplayed``), any other is short
+(``InsufficientPayment``).
+
+Credit, and why a failed request costs nothing. Per channel the books keep ``consumed`` (base
+units of work done: the chain's ``claimed`` when first seen, plus the cost of every settled
+request), ``best`` (the highest voucher of a settled request: what a claim sends) and the
+requests under way (``pending``: voucher and cost each). A request's voucher is kept only by
+``settle``, after the work succeeded; a request that fails is released and its voucher
+forgotten, so the payer's next voucher may carry the same cumulative amount again.
+
+Requests on one channel may run concurrently and arrive in any order, and any of them may
+fail. A voucher is admitted only if, with the new request added, every request under way
+``j`` still satisfies ``max(v_j, best) >= consumed + sum of the costs of the requests under
+way whose vouchers are <= v_j``. This holds whatever subset of them later succeeds, so the
+best settled voucher always covers all the work done (``best >= consumed``): the seller is
+never underpaid, and a payer that issues ``v = max(its settled total + its amounts under
+way, its highest voucher under way) + cost`` (``gateway.channels.compute_next_amount``) is
+never refused, whatever order its requests arrive and end in. A voucher sent twice leaves no
+credit the second time: a replay.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from agora.node.wire import to_hex
+from agora.payments.errors import (
+    ChannelClosed,
+    ChannelExpiring,
+    InsufficientPayment,
+    InvalidVoucher,
+    NotChannelPayer,
+    TooManyPending,
+    VoucherReplayed,
+    WrongPayee,
+)
+from agora.payments.prices import Price
+from agora.protocol.address import Address, encode_address
+from agora.protocol.channels import Voucher, verify_voucher
+from agora.protocol.errors import InvalidVoucherSignature
+
+EXPIRY_MARGIN_BLOCKS = 10  # no request is admitted on a channel this close to its expiry
+MAX_PENDING_PER_CHANNEL = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One admitted request: its voucher is kept by ``settle``, forgotten by ``release``."""
+
+    id: int
+    channel_id: bytes
+    voucher: Voucher
+    cost: int
+
+
+@dataclass(slots=True)
+class ChannelBook:
+    """What the seller knows of one channel: the chain's record and the work done on it."""
+
+    payer: bytes
+    payee: bytes
+    netuid: int
+    deposit: int
+    expiry: int
+    closed: bool
+    claimed: int  # on chain
+    consumed: int  # base units of work done (the chain's claimed when first seen)
+    best: Voucher | None = None  # the highest voucher of a settled request
+    pending: dict[int, Reservation] = field(default_factory=dict)
+    read_at: float = 0.0  # monotonic time of the last read from the node
+    claimed_at: float = 0.0  # monotonic time of the last claim (or first sight)
+
+    @property
+    def best_amount(self) -> int:
+        return self.claimed if self.best is None else max(self.best.cumulative, self.claimed)
+
+    @property
+    def unclaimed(self) -> int:
+        return self.best_amount - self.claimed
+
+
+def is_admissible(book: ChannelBook, cumulative: int, cost: int) -> bool:
+    """The credit rule of the module docstring, with a request of ``cost`` paid by a voucher
+    at ``cumulative`` added to those under way. Requests whose vouchers are below the new one
+    are unaffected by it, so only the new one and those at or above it are checked."""
+    pending = [(r.voucher.cumulative, r.cost) for r in book.pending.values()]
+    entries = sorted([*pending, (cumulative, cost)])
+    floor = book.best_amount
+    running = book.consumed
+    index = 0
+    while index < len(entries):
+        amount = entries[index][0]
+        while index < len(entries) and entries[index][0] == amount:  # ties count together
+            running += entries[index][1]
+            index += 1
+        if amount >= cumulative and max(amount, floor) < running:
+            return False
+    return True
+
+
+def compute_sufficient_amount(book: ChannelBook, cost: int) -> int:
+    """A cumulative amount that is always admitted for a request of ``cost``: at or above
+    every voucher under way, and covering the work done, the work under way and the request."""
+    under_way = sum(r.cost for r in book.pending.values())
+    highest = max((r.voucher.cumulative for r in book.pending.values()), default=0)
+    return max(book.consumed + under_way + cost, highest + cost)
+
+
+class PaymentBooks:
+    """The books of one seller (a hotkey on a subnet, selling at ``price`` on ``chain_id``):
+    one ``ChannelBook`` per channel in ``channels``."""
+
+    def __init__(self, *, payee: bytes, netuid: int, price: Price, chain_id: str) -> None:
+        self.payee = payee
+        self.netuid = netuid
+        self.price = price
+        self.chain_id = chain_id
+        self.channels: dict[bytes, ChannelBook] = {}
+        self._ids = itertools.count(1)
+
+    def validate_channel(
+        self, book: ChannelBook, channel_id: bytes, payer_hotkey: bytes, head: int
+    ) -> None:
+        name = to_hex(channel_id)
+        if book.payee != self.payee or book.netuid != self.netuid:
+            raise WrongPayee(
+                f"channel {name} pays another miner (or on subnet {book.netuid}); this is "
+                f"{encode_address(self.payee)} on subnet {self.netuid}"
+            )
+        if book.payer != payer_hotkey:
+            raise NotChannelPayer(f"channel {name} was opened by another account than the caller")
+        if book.closed:
+            raise ChannelClosed(f"channel {name} is closed")
+        if head + EXPIRY_MARGIN_BLOCKS >= book.expiry:
+            raise ChannelExpiring(
+                f"channel {name} expires at block {book.expiry} (this is block {head}); "
+                f"extend it by more than {EXPIRY_MARGIN_BLOCKS} blocks"
+            )
+
+    def validate_signature(self, book: ChannelBook, voucher: Voucher) -> None:
+        try:
+            verify_voucher(self.chain_id, Address(book.payer), voucher)
+        except InvalidVoucherSignature as error:
+            raise InvalidVoucher(error.message) from None
+
+    def admit(self, book: ChannelBook, voucher: Voucher, cost: int) -> Reservation:
+        """The checks on amounts and the bookkeeping, for a channel and voucher already
+        checked."""
+        if len(book.pending) >= MAX_PENDING_PER_CHANNEL:
+            raise TooManyPending(f"{MAX_PENDING_PER_CHANNEL} requests are under way already")
+        if not is_admissible(book, voucher.cumulative, cost):
+            served = max(book.consumed, book.claimed)
+            required = compute_sufficient_amount(book, cost)
+            detail = f"(served: {served}, required: {required})"
+            if voucher.cumulative <= served:
+                raise VoucherReplayed(
+                    f"this voucher is for {voucher.cumulative} base units; {served} were "
+                    f"already served on the channel: send a newer voucher {detail}",
+                    served,
+                    required,
+                )
+            raise InsufficientPayment(
+                f"this request costs {cost} base units ({self.price.to_text()}); the voucher "
+                f"leaves too little credit {detail}",
+                served,
+                required,
+            )
+        reservation = Reservation(
+            id=next(self._ids), channel_id=voucher.channel_id, voucher=voucher, cost=cost
+        )
+        book.pending[reservation.id] = reservation
+        return reservation
+
+    def settle(self, reservation: Reservation) -> None:
+        """The work succeeded: its cost is earned and its voucher may be claimed."""
+        book = self.channels.get(reservation.channel_id)
+        if book is None or book.pending.pop(reservation.id, None) is None:
+            return
+        book.consumed += reservation.cost
+        if reservation.voucher.cumulative > book.best_amount:
+            book.best = reservation.voucher
+
+    def release(self, reservation: Reservation) -> None:
+        """The work failed: the reservation is forgotten (nothing is earned)."""
+        book = self.channels.get(reservation.channel_id)
+        if book is not None:
+            book.pending.pop(reservation.id, None)
+
+    def get_earned(self) -> dict[str, int]:
+        """Totals over the channels: served (settled work), claimable and claimed."""
+        return {
+            "served": sum(book.consumed for book in self.channels.values()),
+            "claimable": sum(book.best_amount for book in self.channels.values()),
+            "claimed": sum(book.claimed for book in self.channels.values()),
+        }

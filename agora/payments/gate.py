@@ -1,0 +1,280 @@
+"""``PaymentGate``: the seller's side of payment channels, where it meets the chain.
+
+A voucher must cover the price before the work, and becomes claimable only once the work
+succeeded. The decisions are the books' (``books``: the checks, the credit rule); the gate
+reads what they decide on from the node (the channel, cached; the head, through
+``HeadCache``) and claims what they earned.
+
+``reserve`` admits a request paid by a ``payment`` (``vouchers``) or raises the
+``PaymentError`` saying why not; ``settle`` keeps its voucher once the work succeeded,
+``release`` forgets it when the work failed, and a request whose handler raised is released
+when the task serving it ends.
+
+Claims. ``run`` claims the best voucher of each channel every ``claim_interval_s``, and at
+every poll once the channel is within ``2 * EXPIRY_MARGIN_BLOCKS`` of its expiry (requests
+stop being admitted at ``EXPIRY_MARGIN_BLOCKS``), so the seller is paid before the payer may
+close; ``claim_all`` claims everything (at shutdown). A claim is one transaction for any
+number of requests, signed and paid by the seller's hotkey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from agora.client.client import NodeApiError, NodeClient, NodeUnreachable
+from agora.client.participant import TransactionFailed, submit_and_wait
+from agora.errors import AgoraError
+from agora.node.errors import NotFound
+from agora.node.wire import to_hex
+from agora.payments.books import (
+    EXPIRY_MARGIN_BLOCKS,
+    ChannelBook,
+    PaymentBooks,
+    Reservation,
+)
+from agora.payments.errors import (
+    ChainUnavailable,
+    PaymentError,
+    PaymentRequired,
+    UnknownChannel,
+    VoucherExceedsDeposit,
+)
+from agora.payments.head import HeadCache
+from agora.payments.prices import Price
+from agora.payments.vouchers import parse_payment
+from agora.protocol.address import decode_address
+from agora.protocol.channels import ClaimChannel, Voucher
+from agora.wallet.keys import Keypair
+
+log = logging.getLogger("agora.payments")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentGateConfig:
+    """One seller: ``hotkey`` on subnet ``netuid``, selling ``task_kind`` at ``price``."""
+
+    hotkey: Keypair
+    netuid: int
+    task_kind: str
+    price: Price
+    chain_id: str
+    claim_interval_s: float = 60.0
+    poll_interval_s: float = 1.0
+    head_max_age_s: float = 1.0
+    head_stale_s: float = 5.0
+    channel_max_age_s: float = 10.0
+
+
+class PaymentGate:
+    """Checks vouchers for one miner hotkey on one subnet, and claims what they earned."""
+
+    def __init__(self, config: PaymentGateConfig, client: NodeClient) -> None:
+        self.config = config
+        self.client = client
+        self.books = PaymentBooks(
+            payee=config.hotkey.public_key,
+            netuid=config.netuid,
+            price=config.price,
+            chain_id=config.chain_id,
+        )
+        self.head = HeadCache(
+            client,
+            max_age_s=config.head_max_age_s,
+            stale_s=max(config.head_stale_s, config.head_max_age_s),
+        )
+        self._channel_locks: dict[bytes, asyncio.Lock] = {}
+        self._claim_lock = asyncio.Lock()
+
+    @property
+    def price(self) -> Price:
+        return self.config.price
+
+    @property
+    def channels(self) -> dict[bytes, ChannelBook]:
+        return self.books.channels
+
+    # --- admitting a request ---------------------------------------------------------------
+
+    async def reserve(
+        self, payer_hotkey: bytes, payment: dict[str, Any] | None, request: dict[str, Any]
+    ) -> Reservation:
+        """Admit a request paid by ``payment``, or raise the ``PaymentError`` saying why not."""
+        if payment is None:
+            raise PaymentRequired(
+                f"this miner sells {self.config.task_kind} at {self.price.to_text()}: attach a "
+                "payment-channel voucher under 'payment' (or use `agora gateway`)"
+            )
+        voucher = parse_payment(payment)
+        book = await self._get_book(voucher.channel_id)
+        head = await self._get_head()
+        if self._may_have_changed(book, head):
+            book = await self._read_channel(voucher.channel_id)
+        self.books.validate_channel(book, voucher.channel_id, payer_hotkey, head)
+        self.books.validate_signature(book, voucher)
+        if voucher.cumulative > book.deposit:
+            book = await self._read_channel(voucher.channel_id)  # topped up since?
+            if voucher.cumulative > book.deposit:
+                raise VoucherExceedsDeposit(
+                    f"the voucher is for {voucher.cumulative} base units; the deposit is "
+                    f"{book.deposit}"
+                )
+        cost = self.price.compute_cost(self.config.task_kind, request)
+        return self.admit(book, voucher, cost)
+
+    def _may_have_changed(self, book: ChannelBook, head: int) -> bool:
+        """The cache says the channel is expiring: the payer may have extended it since."""
+        stale = asyncio.get_running_loop().time() - book.read_at > self.config.head_max_age_s
+        return stale and not book.closed and head + EXPIRY_MARGIN_BLOCKS >= book.expiry
+
+    def admit(self, book: ChannelBook, voucher: Voucher, cost: int) -> Reservation:
+        """``PaymentBooks.admit``, and the reservation released if the request's task ends
+        before ``settle``."""
+        reservation = self.books.admit(book, voucher, cost)
+        self._release_when_request_ends(reservation)
+        return reservation
+
+    def _release_when_request_ends(self, reservation: Reservation) -> None:
+        """A request whose handler raised never calls ``settle``: when the task serving it
+        ends (the server runs each request in its own task), an unsettled reservation is
+        released, so its voucher's amount is free for the payer's next request."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no event loop: the caller settles or releases by hand
+            return
+        if task is not None:
+            task.add_done_callback(lambda _: self.release(reservation))
+
+    def settle(self, reservation: Reservation) -> None:
+        """The work succeeded: its cost is earned and its voucher may be claimed."""
+        self.books.settle(reservation)
+
+    def release(self, reservation: Reservation) -> None:
+        """The work failed: the reservation is forgotten (nothing is earned)."""
+        self.books.release(reservation)
+
+    def get_earned(self) -> dict[str, int]:
+        """Totals over the channels: served (settled work), claimable and claimed."""
+        return self.books.get_earned()
+
+    # --- chain reads -----------------------------------------------------------------------
+
+    async def _get_head(self, *, fresh: bool = False) -> int:
+        return await self.head.get(fresh=fresh)
+
+    async def _get_book(self, channel_id: bytes) -> ChannelBook:
+        book = self.channels.get(channel_id)
+        if book is not None:
+            return book
+        return await self._read_channel(channel_id)
+
+    async def _read_channel(self, channel_id: bytes) -> ChannelBook:
+        """Read the channel from the node and merge it into the books."""
+        lock = self._channel_locks.setdefault(channel_id, asyncio.Lock())
+        async with lock:
+            try:
+                info = await self.client.get_channel(channel_id)
+            except NodeApiError as error:
+                if error.code == NotFound.code:
+                    raise UnknownChannel(f"no channel {to_hex(channel_id)} on chain") from None
+                raise ChainUnavailable(f"cannot read the channel: {error.message}") from None
+            except NodeUnreachable as error:
+                raise ChainUnavailable(f"cannot read the channel: {error.message}") from None
+            now = asyncio.get_running_loop().time()
+            book = self.channels.get(channel_id)
+            claimed = int(info["claimed"])
+            if book is None:
+                book = ChannelBook(
+                    payer=bytes(decode_address(info["payer"])),
+                    payee=bytes(decode_address(info["payee"])),
+                    netuid=int(info["netuid"]),
+                    deposit=int(info["deposit"]),
+                    expiry=int(info["expiry"]),
+                    closed=bool(info["closed"]),
+                    claimed=claimed,
+                    consumed=claimed,
+                    claimed_at=now,
+                )
+                self.channels[channel_id] = book
+            book.deposit = int(info["deposit"])
+            book.expiry = int(info["expiry"])
+            book.closed = bool(info["closed"])
+            book.claimed = max(book.claimed, claimed)
+            book.consumed = max(book.consumed, book.claimed)
+            book.read_at = now
+            return book
+
+    # --- claims ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: keep the head and channels fresh, and claim what is due."""
+        while not stop.is_set():
+            try:
+                await self.claim_due()
+            except AgoraError as error:
+                log.warning("payments: error[%d] %s", error.code, error.message)
+            try:
+                await asyncio.wait_for(stop.wait(), self.config.poll_interval_s)
+            except TimeoutError:
+                pass
+
+    async def claim_due(self) -> list[bytes]:
+        """Claim each channel whose last claim is ``claim_interval_s`` old, or that nears its
+        expiry; returns the ids claimed."""
+        head = await self._get_head(fresh=True)
+        now = asyncio.get_running_loop().time()
+        due = []
+        for channel_id, book in list(self.channels.items()):
+            if now - book.read_at > self.config.channel_max_age_s and not book.closed:
+                try:
+                    book = await self._read_channel(channel_id)
+                except PaymentError as error:
+                    log.warning("payments: channel %s: %s", to_hex(channel_id), error.message)
+            if book.closed and not book.pending:
+                del self.channels[channel_id]  # nothing more can come of it
+                continue
+            if book.unclaimed <= 0 or book.closed:
+                continue
+            near_expiry = head + 2 * EXPIRY_MARGIN_BLOCKS >= book.expiry
+            if near_expiry or now - book.claimed_at >= self.config.claim_interval_s:
+                due.append(channel_id)
+        return [channel_id for channel_id in due if await self._claim(channel_id)]
+
+    async def claim_all(self) -> list[bytes]:
+        """Claim every channel's best voucher now; returns the ids claimed."""
+        return [
+            channel_id
+            for channel_id, book in list(self.channels.items())
+            if book.unclaimed > 0 and not book.closed and await self._claim(channel_id)
+        ]
+
+    async def _claim(self, channel_id: bytes) -> bool:
+        async with self._claim_lock:
+            book = self.channels[channel_id]
+            voucher = book.best
+            if voucher is None or voucher.cumulative <= book.claimed:
+                return False
+            try:
+                await submit_and_wait(
+                    self.client, self.config.hotkey, ClaimChannel(voucher=voucher), "claiming"
+                )
+            except TransactionFailed as error:
+                log.warning("payments: claim on %s refused: %s", to_hex(channel_id), error.message)
+                with contextlib.suppress(PaymentError):
+                    await self._read_channel(channel_id)  # closed by its payer, most likely
+                return False
+            except (NodeUnreachable, NodeApiError) as error:
+                log.warning("payments: claim on %s not sent: %s", to_hex(channel_id), error.message)
+                return False
+            book.claimed = max(book.claimed, voucher.cumulative)
+            book.consumed = max(book.consumed, book.claimed)
+            book.claimed_at = asyncio.get_running_loop().time()
+            log.info(
+                "payments: claimed %d base units in total on channel %s",
+                voucher.cumulative,
+                to_hex(channel_id),
+            )
+            return True
