@@ -584,6 +584,8 @@ _PATH_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/channels/{id}", "id"): HASH_SCHEMA,
     ("/v1/services/{id}", "id"): HASH_SCHEMA,
     ("/v1/governance/proposals/{id}", "id"): HEIGHT_SCHEMA,
+    ("/v1/federations/{netuid}", "netuid"): NETUID_SCHEMA,
+    ("/v1/models/{hash}", "hash"): HASH_SCHEMA,
 }
 _QUERY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/blocks", "from"): HEIGHT_SCHEMA,
