@@ -2,10 +2,12 @@
 
 Verified contribution is what the ledger itself paid an account for measured work: a
 miner's incentive (to the neuron's coldkey) and a validator's dividends (to the coldkey that
-owns the validator's hotkey), recorded by the epoch step as it pays them. Each account keeps
-one row: the amounts earned in each of the last ``contribution_window_epochs`` governance
-epochs (``governance_epoch_blocks`` long), so the table is bounded by the number of earning
-accounts times the window, and an older epoch drops out as a newer one is written.
+owns the validator's hotkey), recorded by the epoch step as it pays them, and the royalties a
+served model pays its data contributors by credit (``data.process_model_royalties``).
+Each account keeps one row: the amounts earned in each of the last
+``contribution_window_epochs`` governance epochs (``governance_epoch_blocks`` long), so the
+table is bounded by the number of earning accounts times the window, and an older epoch drops
+out as a newer one is written.
 
 A vote locks the stake it counted until the proposal's voting is over (plus, with
 conviction, longer): the same tokens cannot be unstaked, moved to another account and
