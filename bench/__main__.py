@@ -64,6 +64,18 @@ BENCHES = (
         ),
     ),
     Bench(
+        "governance",
+        ("--stakers", "1000", "--repeats", "1"),
+        (
+            Measure(
+                "votes / transfers (build_block, same state)",
+                "tx/s",
+                rf"^\(b\) votes, build_block\s+{NUMBER}",
+                rf"^\(a\) transfers, build_block\s+{NUMBER}",
+            ),
+        ),
+    ),
+    Bench(
         "epoch",
         ("--max-uids", "1024", "--repeats", "1"),
         (
@@ -148,6 +160,24 @@ BENCHES = (
                 "texts/s",
                 rf"requests of 16 text\(s\)[^\n]*\n\s+wall, best\s+batcher\s+{NUMBER}",
                 rf"requests of 16 text\(s\)[^\n]*\n[^\n]*direct encode on its batches\s+{NUMBER}",
+            ),
+        ),
+    ),
+    Bench(
+        "services",
+        ("--calls", "300", "--latency-calls", "50"),
+        (
+            Measure(
+                "paid @service call / bare handler (5 ms function)",
+                "calls/s",
+                rf"^5ms\s+{NUM}\s+{NUMBER}\s",
+                rf"^5ms\s+{NUMBER}\s",
+            ),
+            Measure(
+                "paid @service call / bare handler (trivial function)",
+                "calls/s",
+                rf"^trivial\s+{NUM}\s+{NUMBER}\s",
+                rf"^trivial\s+{NUMBER}\s",
             ),
         ),
     ),
