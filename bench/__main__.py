@@ -152,6 +152,24 @@ BENCHES = (
         ),
     ),
     Bench(
+        "services",
+        ("--calls", "300", "--latency-calls", "50"),
+        (
+            Measure(
+                "paid @service call / bare handler (5 ms function)",
+                "calls/s",
+                rf"^5ms\s+{NUM}\s+{NUMBER}\s",
+                rf"^5ms\s+{NUMBER}\s",
+            ),
+            Measure(
+                "paid @service call / bare handler (trivial function)",
+                "calls/s",
+                rf"^trivial\s+{NUM}\s+{NUMBER}\s",
+                rf"^trivial\s+{NUMBER}\s",
+            ),
+        ),
+    ),
+    Bench(
         "gateway",
         ("--requests", "8", "--latency-requests", "10", "--repeats", "1"),
         (

@@ -30,6 +30,7 @@ from agora.node.wire import (
     channel_id_from_text,
     channel_to_json,
     federated_model_to_json,
+    federation_to_json,
     from_hex,
     header_to_json,
     lineage_to_json,
@@ -116,6 +117,7 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/services/{id}", get_service_route),
         web.get("/v1/lineage", get_lineage),
         web.get("/v1/models/{hash}", get_federated_model),
+        web.get("/v1/federations/{netuid}", get_federation_route),
         web.get("/v1/governance/proposals", list_proposals),
         web.get("/v1/governance/proposals/{id}", get_proposal_route),
         web.get("/v1/governance/params", get_governance_params),
@@ -602,6 +604,15 @@ async def get_federated_model(request: web.Request) -> web.Response:
     answer = federated_model_to_json(request.app[NODE].state, model_hash)
     if answer is None:
         raise NotFound(f"no federated subnet's current model is {to_hex(model_hash)}")
+    return json_response(answer)
+
+
+async def get_federation_route(request: web.Request) -> web.Response:
+    """A federated subnet's current round, with its commitments and revealed updates."""
+    netuid = _parse_netuid(request)
+    answer = federation_to_json(request.app[NODE].state, netuid)
+    if answer is None:
+        raise NotFound(f"subnet {netuid} has no federation")
     return json_response(answer)
 
 

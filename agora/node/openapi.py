@@ -380,6 +380,17 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/federations/{netuid}": {
+            "get": {
+                "summary": "A federated subnet's current round: windows, commitments, reveals",
+                "parameters": [_path_param("netuid", "the subnet")],
+                "responses": {
+                    "200": _ok("The round", {"type": "object"}),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
         "/v1/openapi.json": {
             "get": {"summary": "This description", "responses": {"200": _ok("OpenAPI 3.1")}}
         },
