@@ -10,7 +10,8 @@ package beside it (what two of them share moves down a layer), and nothing impor
  2. ``wallet/``       keys, the encrypted keystore, signing.
     ``amounts.py``    AGR as people write it (``0.5``) and base units, both ways, exactly.
     ``simulate.py``   ``agora simulate``: Yuma epochs from a JSON scenario, through the
-                      protocol's own consensus code.
+                      protocol's own consensus code; governance scenarios (stakes,
+                      earnings, proposals, votes) through the ledger itself.
     ``lineage.py``    walks the ledger's lineage records (data, rounds, models, servers)
                       and exports them as W3C PROV-JSON and OpenLineage run events.
  3. ``sequencer/``    where transactions get their order: local, or an Ethereum Inbox.

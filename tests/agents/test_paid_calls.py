@@ -37,13 +37,6 @@ from agent_helpers import (
     send,
     serving,
 )
-from agora.payments.errors import (
-    ChannelExpiring,
-    InsufficientPayment,
-    InvalidVoucher,
-    PaymentRequired,
-    VoucherReplayed,
-)
 from node_helpers import NodeProcesses
 
 from agora.agents import Client, service
@@ -59,6 +52,13 @@ from agora.agents.errors import (
 from agora.agents.wire import CALL_PATH, PAYMENT_HEADER, encode_payment_header
 from agora.client.client import NodeApiError, NodeClient
 from agora.node.devchain import DEV_CHAIN_ID
+from agora.payments.errors import (
+    ChannelExpiring,
+    InsufficientPayment,
+    InvalidVoucher,
+    PaymentRequired,
+    VoucherReplayed,
+)
 from agora.protocol.address import Address
 from agora.protocol.channels import (
     OpenChannel,
