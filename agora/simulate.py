@@ -27,6 +27,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from agora.errors import AgoraError
+from agora.node.wire import proposal_from_json, proposal_to_json
 from agora.protocol.accounts import get_account
 from agora.protocol.address import Address, encode_address
 from agora.protocol.consensus.fixed import U16_MAX, U64_MAX, compute_u16_max_upscale
@@ -40,15 +41,7 @@ from agora.protocol.consensus.yuma import (
 )
 from agora.protocol.errors import ProtocolError
 from agora.protocol.genesis import create_genesis_state
-from agora.protocol.governance import (
-    CHOICES,
-    MAX_CONVICTION,
-    Vote,
-    get_proposal,
-    get_proposals,
-    proposal_from_json,
-    proposal_to_json,
-)
+from agora.protocol.governance import CHOICES, MAX_CONVICTION, Vote, get_proposal, get_proposals
 from agora.protocol.kinds import Transaction
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.staking import AddStake, RemoveStake
