@@ -27,8 +27,10 @@ package beside it (what two of them share moves down a layer), and nothing impor
                       import it: the command that runs a node (``cli/``) hands the explorer's
                       routes to ``node.runner.run_node``, as it hands a follower its leader.
 10. ``devnet.py``     ``agora devnet``: a whole network on one machine.
-    ``simulate.py``   ``agora simulate``: Yuma epochs and governance from a JSON scenario,
-                      through the protocol's own code; its JSON is the node's wire form.
+    ``simulate.py``   ``agora simulate``: Yuma epochs from a JSON scenario, through the
+                      protocol's own consensus code; governance scenarios (stakes,
+                      earnings, proposals, votes) through the ledger itself. Its JSON is the
+                      node's wire form.
 11. ``cli/``          the ``agora`` command (``__main__.py``: ``python -m agora``).
 
 Where the order names a package that is not here yet, it is its place when it comes.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -51,6 +52,8 @@ _NODE_URL = re.compile(r"API\s+(http://[0-9.]+:[0-9]+)/v1")
 _GATEWAY_URL = re.compile(r"OpenAI API at\s+(http://[0-9.]+:[0-9]+/v1)")
 MINER_PRICE = "0.001/request"  # what honest miners charge paying callers (the gateway)
 DEVELOPER = "developer"  # the wallet the devnet's gateway pays from
+AGENT = "search-agent"  # the wallet of the devnet's agent: it sells search, buys embeddings
+_AGENT_STARTED = re.compile(r'\{"service_id":[^\n]*\}')
 
 
 class DevnetError(AgoraError):
@@ -72,6 +75,7 @@ class DevnetConfig:
     node_port: int = 0
     gateway_port: int = 0
     gateway: bool = True
+    agent: bool = True  # the semantic-search agent (with the embedding subnet)
     tasks: tuple[str, ...] = TASKS
     sequencer: str = "local"
     say: Callable[[str], None] = field(default=print)
@@ -146,6 +150,7 @@ class Devnet:
     processes: Processes
     node_url: str = ""
     gateway_url: str = ""
+    agent: dict[str, str] = field(default_factory=dict)  # service_id, url, name
     subnets: dict[str, int] = field(default_factory=dict)  # task -> netuid
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -401,6 +406,41 @@ async def start_gateway(devnet: Devnet) -> None:
     raise DevnetError(f"the gateway did not start within 60 s:\n{tail(child.log)}")
 
 
+def has_agent(config: DevnetConfig) -> bool:
+    return config.agent and "embedding" in config.tasks
+
+
+async def start_agent(devnet: Devnet) -> None:
+    """The semantic-search agent: listed on the embedding subnet, selling search per call and
+    buying each embedding from the subnet's miners (``agora service search-agent``)."""
+    argv = _agora(
+        "service",
+        "search-agent",
+        "--wallet",
+        AGENT,
+        "--hotkey",
+        "default",
+        "--wallet-dir",
+        str(devnet.data_dir / "wallets"),
+        "--node",
+        devnet.node_url,
+        "--netuid",
+        str(devnet.subnets["embedding"]),
+        "--json",
+    )
+    child = devnet.processes.start(AGENT, "agent", argv, _child_env())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise DevnetError(f"the agent exited:\n{tail(child.log)}")
+        match = _AGENT_STARTED.search(child.log.read_text(errors="replace"))
+        if match:
+            devnet.agent = json.loads(match.group(0))
+            return
+        await asyncio.sleep(0.1)
+    raise DevnetError(f"the agent did not start within 60 s:\n{tail(child.log)}")
+
+
 def describe(devnet: Devnet) -> str:
     url = devnet.node_url
     lines = [
@@ -411,6 +451,11 @@ def describe(devnet: Devnet) -> str:
     if devnet.gateway_url:
         lines.append(
             f"  gateway    {devnet.gateway_url}   (OpenAI-compatible, pays miners per request)"
+        )
+    if devnet.agent:
+        lines.append(
+            f"  agent      {devnet.agent['url']}   ({devnet.agent['name']} "
+            f"{devnet.agent['service_id']}: sells search, buys embeddings from the miners)"
         )
     if devnet.extra:
         lines.append(f"  ethereum   {devnet.extra['rpc']}  Inbox {devnet.extra['inbox']}")
@@ -439,6 +484,16 @@ def describe(devnet: Devnet) -> str:
             f"  curl {devnet.gateway_url}/embeddings -H 'Content-Type: application/json' "
             """-d '{"model": "all-MiniLM-L6-v2", "input": "hello"}'""",
             f"  OPENAI_BASE_URL={devnet.gateway_url} OPENAI_API_KEY=unused python your_app.py",
+        ]
+    if devnet.agent:
+        wallets = devnet.data_dir / "wallets"
+        payer = DEVELOPER if devnet.config.gateway else AGENT
+        lines += [
+            f"  agora service list --node {url}",
+            '  agora service call --tag search --args \'{"query": "how are miners paid?"}\' '
+            f"--wallet {payer} --wallet-dir {wallets} --node {url}",
+            f"  agora mcp --wallet {payer} --wallet-dir {wallets} --node {url}   "
+            "(every service as an MCP tool)",
         ]
     lines += governance_hint(
         devnet.data_dir,
@@ -512,6 +567,7 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
             say("  subnets    " + ", ".join(f"{t} = {n}" for t, n in devnet.subnets.items()))
             plan = plan_participants(config)
             names = [name for name, *_ in plan] + ([DEVELOPER] if config.gateway else [])
+            names += [AGENT] if has_agent(config) else []
             await fund_wallets(devnet, client, names)
             start_participants(devnet, plan)
             say(f"Loading models in {len(plan)} processes (the first run caches them) ...")
@@ -520,6 +576,8 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                 return
             if config.gateway:
                 await start_gateway(devnet)
+            if has_agent(config):
+                await start_agent(devnet)
             say(describe(devnet))
             seen: dict[int, int] = {}
             while not stop.is_set():

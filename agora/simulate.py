@@ -1,4 +1,5 @@
-"""Replay a JSON scenario through the protocol's own Yuma Consensus (``docs/yuma.md`` 0.1).
+"""Replay a JSON scenario through the protocol's own Yuma Consensus (``docs/yuma.md`` 0.1),
+or a governance scenario through the ledger's own governance (at the end of this module).
 
 A subnet designer tries an incentive design here before putting it on a chain: neurons with
 stake, weight submissions, replacements and epochs, and every epoch's outputs as JSON. There

@@ -64,6 +64,18 @@ BENCHES = (
         ),
     ),
     Bench(
+        "governance",
+        ("--stakers", "1000", "--repeats", "1"),
+        (
+            Measure(
+                "votes / transfers (build_block, same state)",
+                "tx/s",
+                rf"^\(b\) votes, build_block\s+{NUMBER}",
+                rf"^\(a\) transfers, build_block\s+{NUMBER}",
+            ),
+        ),
+    ),
+    Bench(
         "epoch",
         ("--max-uids", "1024", "--repeats", "1"),
         (
@@ -107,13 +119,13 @@ BENCHES = (
     ),
     Bench(
         "inbox",
-        ("--transactions", "1000", "--empty-blocks", "200"),
+        ("--transactions", "1000", "--empty-blocks", "2000"),
         (
             Measure(
-                "Inbox derivation / raw EVM reads",
+                "Inbox catch-up: derivation / raw EVM reads (time)",
                 "s",
-                rf"raw reads alone \([^)]*\): {NUMBER}s",
                 rf"^\(c\) catch-up from genesis[^\n]*\n\s+in {NUMBER}s",
+                rf"raw reads alone \([^)]*\): {NUMBER}s",
             ),
         ),
     ),
@@ -122,10 +134,10 @@ BENCHES = (
         ("--transfers", "2000", "--blocks", "30", "--senders", "16"),
         (
             Measure(
-                "Ethereum catch-up / in-process build_block",
+                "Ethereum node catch-up / in-process build_block",
                 "tx/s",
-                rf"^\(a\) catch-up[^\n]*?{NUMBER}\s+{NUM}\s+[0-9.]+$",
-                rf"^\(b\) build_block[^\n]*?{NUMBER}\s+{NUM}\s+[0-9.]+$",
+                rf"^\(a\) node catch-up, API up[^\n]*\s{NUM}\s+{NUMBER}\s+{NUM}$",
+                rf"^\(b\) build_block in this process[^\n]*\s{NUM}\s+{NUMBER}\s+{NUM}$",
             ),
         ),
     ),
@@ -148,6 +160,24 @@ BENCHES = (
                 "texts/s",
                 rf"requests of 16 text\(s\)[^\n]*\n\s+wall, best\s+batcher\s+{NUMBER}",
                 rf"requests of 16 text\(s\)[^\n]*\n[^\n]*direct encode on its batches\s+{NUMBER}",
+            ),
+        ),
+    ),
+    Bench(
+        "services",
+        ("--calls", "300", "--latency-calls", "50"),
+        (
+            Measure(
+                "paid @service call / bare handler (5 ms function)",
+                "calls/s",
+                rf"^5ms\s+{NUM}\s+{NUMBER}\s",
+                rf"^5ms\s+{NUMBER}\s",
+            ),
+            Measure(
+                "paid @service call / bare handler (trivial function)",
+                "calls/s",
+                rf"^trivial\s+{NUM}\s+{NUMBER}\s",
+                rf"^trivial\s+{NUMBER}\s",
             ),
         ),
     ),

@@ -14,7 +14,12 @@
     (b)'s apply speed and with ``build_block`` and ``apply_block`` run in this process on
     the same blocks.
 
-Goals: (b)/(a) >= 0.3 and (c)/apply >= 0.8. Transactions are signed before any clock
+(d) the API while large blocks are built: a node sealing a block every 2 s receives
+    requests of 2,000 transfers, so that its blocks hold up to 10,000 transactions, while a
+    probe asks ``/health`` every 5 ms; the probe's p50, p99 and worst latency.
+
+Goals: (b)/(a) >= 0.3 for both request sizes, with the p50/p99 time to acknowledge a
+submission; (c)/apply >= 0.8; (d) p99 < 50 ms. Transactions are signed before any clock
 starts; nothing here asserts, it prints figures and ratios. ``--profile`` runs the leader
 and the follower under cProfile and prints where their time goes.
 """
@@ -154,14 +159,18 @@ def encode_request(raws: list[bytes]) -> bytes:
 # --- (b) submission until inclusion -------------------------------------------------------------
 
 
-async def post_all(session: aiohttp.ClientSession, url: str, bodies: list[bytes]) -> None:
+async def post_all(
+    session: aiohttp.ClientSession, url: str, bodies: list[bytes], latencies: list[float]
+) -> None:
     """One lane: each request after the previous one's answer (nonces stay in order)."""
     headers = {"Content-Type": "application/json"}
     for body in bodies:
+        sent = time.perf_counter()
         async with session.post(url + "/v1/transactions", data=body, headers=headers) as answer:
             if answer.status != 202:
                 raise RuntimeError(f"refused ({answer.status}): {await answer.read()!r}")
             await answer.read()
+        latencies.append(time.perf_counter() - sent)
 
 
 async def read_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
@@ -189,6 +198,7 @@ class Throughput:
     apply_seconds: float
     node_cpu_seconds: float
     client_cpu_seconds: float
+    latencies: list[float]
 
     @property
     def rate(self) -> float:
@@ -197,6 +207,11 @@ class Throughput:
     @property
     def apply_rate(self) -> float:
         return self.transactions / self.apply_seconds
+
+    def latency_ms(self, quantile: float) -> float:
+        """A submission's time from request to acknowledgement (202), in milliseconds."""
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
 async def submit_until_included(
@@ -210,8 +225,9 @@ async def submit_until_included(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         before = await read_metrics(session, url)
         node_cpu, client_cpu = cpu_seconds(node.popen.pid), time.process_time()
+        latencies: list[float] = []
         started = time.perf_counter()
-        await asyncio.gather(*(post_all(session, url, lane) for lane in lanes))
+        await asyncio.gather(*(post_all(session, url, lane, latencies) for lane in lanes))
         while (metrics := await read_metrics(session, url))["agora_pending_transactions"] > 0:
             await asyncio.sleep(0.005)
         seconds = time.perf_counter() - started
@@ -226,7 +242,9 @@ async def submit_until_included(
     apply_seconds = (
         metrics["agora_block_apply_seconds_sum"] - before["agora_block_apply_seconds_sum"]
     )
-    return Throughput(transactions, seconds, in_flight, apply_seconds, node_cpu, client_cpu)
+    return Throughput(
+        transactions, seconds, in_flight, apply_seconds, node_cpu, client_cpu, latencies
+    )
 
 
 def batched_lanes(signed: list[list[bytes]], lanes: int) -> list[list[bytes]]:
@@ -247,6 +265,48 @@ def batched_lanes(signed: list[list[bytes]], lanes: int) -> list[list[bytes]]:
 def single_lanes(signed: list[list[bytes]]) -> list[list[bytes]]:
     """One lane per sender, one transaction per request."""
     return [[encode_request([raw]) for raw in sender] for sender in signed]
+
+
+# --- (d) the API's latency while large blocks are built --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Responsiveness:
+    probes: list[float]
+    largest_block: int
+    blocks: int
+
+    def latency_ms(self, quantile: float) -> float:
+        ordered = sorted(self.probes)
+        return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+
+async def probe_health(session: aiohttp.ClientSession, url: str, probes: list[float]) -> None:
+    while True:
+        sent = time.perf_counter()
+        async with session.get(url + "/health") as answer:
+            await answer.read()
+        probes.append(time.perf_counter() - sent)
+        await asyncio.sleep(0.005)
+
+
+async def health_under_large_blocks(node: Process, lanes: list[list[bytes]]) -> Responsiveness:
+    url = node.url
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start_height = await _head_height(url)
+        probes: list[float] = []
+        prober = asyncio.ensure_future(probe_health(session, url, probes))
+        await asyncio.gather(*(post_all(session, url, lane, []) for lane in lanes))
+        while (await read_metrics(session, url))["agora_pending_transactions"] > 0:
+            await asyncio.sleep(0.05)
+        prober.cancel()
+        end_height = await _head_height(url)
+        sizes = []
+        for height in range(start_height + 1, end_height + 1):
+            async with session.get(f"{url}/v1/blocks/{height}") as answer:
+                sizes.append(len((await answer.json())["transactions"]))
+    return Responsiveness(probes=probes, largest_block=max(sizes), blocks=len(sizes))
 
 
 # --- (c) follower catch-up ----------------------------------------------------------------------
@@ -352,6 +412,7 @@ def run(arguments: argparse.Namespace, work: Path) -> None:
     finally:
         stop(leader)
     transactions, build_seconds, replay_seconds = measure_in_process(work / "leader")
+    responsive = measure_responsiveness(arguments, senders, work)
 
     sync_rate = transactions / sync.from_start_seconds
     sync_ready_rate = transactions / sync.from_ready_seconds
@@ -382,15 +443,50 @@ def run(arguments: argparse.Namespace, work: Path) -> None:
             f"of which block apply {1e6 * phase.apply_seconds / phase.transactions:.0f}); "
             f"bench client {phase.client_cpu_seconds / phase.seconds:.0%}"
         )
+        print(
+            f"    {label}: submission acknowledged (202) p50 {phase.latency_ms(0.5):.1f} ms, "
+            f"p99 {phase.latency_ms(0.99):.1f} ms"
+        )
+    print(
+        f"(d) /health every 5 ms while {responsive.blocks} blocks of up to "
+        f"{responsive.largest_block} transactions are built: p50 "
+        f"{responsive.latency_ms(0.5):.1f} ms, p99 {responsive.latency_ms(0.99):.1f} ms, "
+        f"max {1000 * max(responsive.probes):.0f} ms ({len(responsive.probes)} probes)"
+    )
     print()
     print(f"(b) batched / (a)            = {verdict(by_batch.rate / verify_rate, 0.3)}")
     print(f"(b) single / (a)             = {verdict(by_single.rate / verify_rate, 0.3)}")
     print(f"(c) / leader apply speed     = {verdict(sync_rate / leader_apply_rate, 0.8)}")
     print(f"(c) / in-process build_block = {verdict(sync_rate / build_rate, 0.8)}")
     print(f"(c) from API up / leader apply = {verdict(sync_ready_rate / leader_apply_rate, 0.8)}")
+    p99 = responsive.latency_ms(0.99)
+    word = "meets" if p99 < 50 else "MISSES"
+    print(f"(d) /health p99              = {p99:.1f} ms  ({word} goal < 50)")
     if arguments.profile:
         print_profile("leader (both submission phases)", work / "leader.prof")
         print_profile("follower (sync)", work / "follower.prof")
+
+
+def measure_responsiveness(
+    arguments: argparse.Namespace, senders: list[SigningKey], work: Path
+) -> Responsiveness:
+    """(d) on a fresh node that seals every 2 s, so that submissions pile up into big blocks."""
+    per_sender = max(1, arguments.large // len(senders))
+    signed = sign_transfers(senders, 0, per_sender)
+    lanes = []
+    for lane in range(4):
+        group = signed[lane::4]
+        ordered = [tx for nonce in range(per_sender) for tx in (s[nonce] for s in group)]
+        lanes.append(
+            [encode_request(ordered[i : i + 2_000]) for i in range(0, len(ordered), 2_000)]
+        )
+    node_args = ["node", "run", "--dev", "--dev-accounts", str(len(senders))]
+    node_args += ["--data-dir", str(work / "large"), "--block-time-ms", "2000"]
+    node = start(node_args, work / "large.log", None)
+    try:
+        return asyncio.run(health_under_large_blocks(node, lanes))
+    finally:
+        stop(node)
 
 
 async def _head_height(url: str) -> int:
@@ -404,6 +500,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=400, help="funded dev accounts")
     parser.add_argument("--batched", type=int, default=24_000, help="transfers in 100-tx requests")
     parser.add_argument("--single", type=int, default=8_000, help="transfers in 1-tx requests")
+    parser.add_argument("--large", type=int, default=40_000, help="transfers for (d)")
     parser.add_argument("--lanes", type=int, default=8, help="concurrent batched requests")
     parser.add_argument("--profile", action="store_true", help="cProfile leader and follower")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")

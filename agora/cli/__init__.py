@@ -14,6 +14,8 @@ Files:
 - ``gateway.py``: ``agora gateway`` and its ``receipts`` and ``channels``.
 - ``governance.py``: ``agora gov`` (propose from a JSON file, vote, show, list, params) and
   ``agora treasury show``.
+- ``services.py``: ``agora service`` (serve, search-agent, register, renew, list, show, call)
+  and ``agora mcp``.
 - ``lineage.py``: ``agora lineage show`` (a model, or an account) and ``agora lineage export``
   (W3C PROV-JSON and OpenLineage run events).
 """

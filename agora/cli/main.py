@@ -13,6 +13,7 @@ from agora.cli import (
     lineage,
     node,
     participants,
+    services,
     wallet,
 )
 
@@ -28,6 +29,7 @@ channels.register(app)
 participants.register(app)
 gateway.register(app)
 governance.register(app)
+services.register(app)
 lineage.register(app)
 
 

@@ -21,7 +21,7 @@ from agora.node.mempool import DEFAULT_MAX_PER_SENDER
 from agora.node.node import DEFAULT_MAX_PENDING, DEFAULT_STREAM_BACKLOG_BLOCKS, NodeConfig
 from agora.node.runner import RunningNode, run_node
 from agora.node.store import Store
-from agora.sequencer.base import Sequencer
+from agora.sequencer.base import PendingPool, Sequencer
 from agora.sequencer.local import LocalSequencer
 
 app = typer.Typer(help="Run a node.", no_args_is_help=True)
@@ -136,7 +136,7 @@ def run(
         stream_backlog_blocks=stream_backlog_blocks,
     )
 
-    make_sequencer: Callable[[Store], Sequencer]
+    make_sequencer: Callable[[PendingPool], Sequencer]
     if sequencer is SequencerKind.ethereum:
         if rpc is None or inbox is None or genesis_block is None:
             raise CliError("--sequencer ethereum needs --rpc, --inbox and --genesis-block")
@@ -150,12 +150,12 @@ def run(
             poster_key=os.environ.get("AGORA_EVM_KEY"),
         )
 
-        def make_sequencer(store: Store) -> Sequencer:
-            return EthereumSequencer(ethereum, store)
+        def make_sequencer(pool: PendingPool) -> Sequencer:
+            return EthereumSequencer(ethereum, pool)
     else:
 
-        def make_sequencer(store: Store) -> Sequencer:
-            return LocalSequencer(store, block_time_ms, max_batch=10_000)
+        def make_sequencer(pool: PendingPool) -> Sequencer:
+            return LocalSequencer(pool, block_time_ms, max_batch=10_000)
 
     asyncio.run(
         run_node(

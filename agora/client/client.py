@@ -287,3 +287,8 @@ class NodeClient:
         ident = model_hash if isinstance(model_hash, str) else "0x" + model_hash.hex()
         answer: dict[str, Any] = await self.request("GET", f"/v1/models/{ident}")
         return answer
+
+    async def get_federation(self, netuid: int) -> dict[str, Any]:
+        """A federated subnet's current round, its commitments and revealed updates."""
+        answer: dict[str, Any] = await self.request("GET", f"/v1/federations/{netuid}")
+        return answer

@@ -4,6 +4,8 @@ Files:
 - ``node.py``: ``Node`` and ``NodeConfig``: the state, the admission of transactions, block
   production from a sequencer's batches or re-execution of a leader's blocks.
 - ``store.py``: the durable store (SQLite, WAL): one database transaction per block.
+- ``worker.py``: the writer thread (every commit; group commit of pending transactions) and
+  the builder thread (large blocks), which keep heavy work off the event loop.
 - ``mempool.py``: admission checks (``validate_basic``, nonce, fee) and pending transactions.
 - ``api.py``: the HTTP API under ``/v1``: thin handlers, one error envelope, metrics, health.
 - ``openapi.py``: the OpenAPI description of that API, served at ``/v1/openapi.json``.

@@ -19,17 +19,20 @@ from agora.errors import AgoraError, encode_error
 from agora.node.errors import (
     BodyTooLarge,
     MalformedRequest,
+    MethodNotAllowed,
     NodeError,
     NotFound,
+    ParameterOutOfRange,
     StreamTooFarBehind,
 )
 from agora.node.node import Node
-from agora.node.openapi import OPENAPI
+from agora.node.openapi import MAX_BLOCKS_PER_PAGE, OPENAPI
 from agora.node.wire import (
     block_to_json,
     channel_id_from_text,
     channel_to_json,
     federated_model_to_json,
+    federation_to_json,
     from_hex,
     governance_params_to_json,
     header_to_json,
@@ -50,9 +53,12 @@ from agora.protocol.channels import get_channel, get_channels
 from agora.protocol.codec import U16, U64
 from agora.protocol.errors import (
     ChannelNotFound,
+    HotkeyNotFound,
+    NeuronNotFound,
     ProposalNotFound,
     ProtocolError,
     ServiceNotFound,
+    SubnetNotFound,
 )
 from agora.protocol.governance import STATUSES, TRACK_NAMES, get_proposal, get_proposals
 from agora.protocol.services import Service, get_service, get_services
@@ -69,7 +75,6 @@ from agora.protocol.transition import AppliedBlock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NODE = web.AppKey("node", Node)
-MAX_BLOCKS_PER_PAGE = 100
 # The open block streams' tasks, ended when the node stops.
 STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
 
@@ -78,8 +83,24 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+# Protocol errors that mean "no such thing": answered 404 with their own code.
+MISSING_RESOURCE_ERRORS = (
+    SubnetNotFound,
+    HotkeyNotFound,
+    NeuronNotFound,
+    ChannelNotFound,
+    ProposalNotFound,
+    ServiceNotFound,
+)
+
+
 def error_response(error: AgoraError) -> web.Response:
-    status = error.http_status if isinstance(error, NodeError) else 400
+    if isinstance(error, NodeError):
+        status = error.http_status
+    elif isinstance(error, MISSING_RESOURCE_ERRORS):
+        status = 404
+    else:
+        status = 400
     return json_response(encode_error(error), status)
 
 
@@ -111,6 +132,7 @@ def create_app(node: Node) -> web.Application:
         web.get("/v1/services/{id}", get_service_route),
         web.get("/v1/lineage", get_lineage),
         web.get("/v1/models/{hash}", get_federated_model),
+        web.get("/v1/federations/{netuid}", get_federation_route),
         web.get("/v1/governance/proposals", list_proposals),
         web.get("/v1/governance/proposals/{id}", get_proposal_route),
         web.get("/v1/governance/params", get_governance_params),
@@ -127,6 +149,8 @@ def _errors_middleware(node: Node) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.match_info.handler not in SERVED_DURING_BLOCKS:
+                await node.wait_state_settled()
             response = await handler(request)
         except AgoraError as error:
             response = error_response(error)
@@ -136,8 +160,12 @@ def _errors_middleware(node: Node) -> Any:
             )
         except web.HTTPNotFound:
             response = error_response(NotFound(f"no route {request.method} {request.path}"))
-        except web.HTTPMethodNotAllowed:
-            response = error_response(NotFound(f"no route {request.method} {request.path}"))
+        except web.HTTPMethodNotAllowed as refused:
+            allowed = ", ".join(sorted(refused.allowed_methods))
+            response = error_response(
+                MethodNotAllowed(f"{request.path} answers {allowed}, not {request.method}")
+            )
+            response.headers["Allow"] = allowed
         key = (
             request.match_info.route.resource.canonical
             if request.match_info.route.resource
@@ -275,7 +303,9 @@ async def list_blocks(request: web.Request) -> web.Response:
     """``?from=H&limit=N``: consecutive blocks with raw transactions (followers catch up)."""
     node: Node = request.app[NODE]
     start = _parse_height(request.query.get("from", "0"), "from")
-    limit = min(_parse_height(request.query.get("limit", "20"), "limit"), MAX_BLOCKS_PER_PAGE)
+    limit = _parse_height(request.query.get("limit", "20"), "limit")
+    if limit > MAX_BLOCKS_PER_PAGE:
+        raise ParameterOutOfRange(f"limit is {limit}; at most {MAX_BLOCKS_PER_PAGE} blocks a page")
     blocks = []
     for height in range(start, start + limit):
         block = node.store.get_block(height)
@@ -361,12 +391,11 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
 
 def _parse_stream_start(request: web.Request, head: int) -> int:
     """The first height a stream sends: after ``Last-Event-ID``, else ``from``, else next."""
-    last = request.headers.get("Last-Event-ID")
-    if last is not None and last.strip():
-        return _parse_height(last.strip(), "Last-Event-ID") + 1
-    if "from" in request.query:
-        return _parse_height(request.query["from"], "from")
-    return head + 1
+    start = _parse_height(request.query["from"], "from") if "from" in request.query else None
+    last = request.headers.get("Last-Event-ID", "").strip()
+    if last:
+        return _parse_height(last, "Last-Event-ID") + 1
+    return head + 1 if start is None else start
 
 
 async def _write_block_event(
@@ -598,6 +627,15 @@ async def get_federated_model(request: web.Request) -> web.Response:
     return json_response(answer)
 
 
+async def get_federation_route(request: web.Request) -> web.Response:
+    """A federated subnet's current round, with its commitments and revealed updates."""
+    netuid = _parse_netuid(request)
+    answer = federation_to_json(request.app[NODE].state, netuid)
+    if answer is None:
+        raise NotFound(f"subnet {netuid} has no federation")
+    return json_response(answer)
+
+
 async def faucet(request: web.Request) -> web.Response:
     body = await _read_json(request)
     if not isinstance(body, dict) or "address" not in body:
@@ -655,3 +693,23 @@ async def metrics(request: web.Request) -> web.Response:
         f"agora_up_seconds {time.monotonic() - m.started_monotonic:.0f}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+# Routes that never walk the in-memory state (they read the store, the mempool, a counter or
+# one account), served while the builder thread changes the state. Every other route, routes
+# a command adds included, waits for the block in progress (see ``agora/node/worker.py``).
+SERVED_DURING_BLOCKS: frozenset[Handler] = frozenset(
+    {
+        submit_transactions,
+        get_transaction,
+        list_blocks,
+        get_block,
+        get_head,
+        get_genesis,
+        stream_blocks,
+        faucet,
+        openapi,
+        health,
+        metrics,
+    }
+)

@@ -56,12 +56,17 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._senders
 
-    def admit(self, state: State, raw: bytes) -> tuple[bytes, Transaction | None]:
-        """Check and record ``raw``; returns its hash and the transaction (None if known)."""
+    def admit(
+        self, state: State, raw: bytes, checked: Transaction | None = None
+    ) -> tuple[bytes, Transaction | None]:
+        """Check and record ``raw``; returns its hash and the transaction (None if known).
+
+        ``checked``: ``raw`` already passed ``validate_basic`` (on a thread) and decodes to it.
+        """
         tx_hash = compute_transaction_hash(raw)
         if tx_hash in self._senders:
             return tx_hash, None
-        tx = validate_basic(raw, state.chain_id, state.params)
+        tx = checked if checked is not None else validate_basic(raw, state.chain_id, state.params)
         account = get_account(state, tx.sender)
         expected = max(account.nonce, self._next_nonce.get(tx.sender, 0))
         if tx.nonce != expected:

@@ -7,7 +7,11 @@ A node gets its blocks in one of two ways:
   with ``apply_block``, which checks every state root; on a mismatch it halts with a clear
   error and applies nothing more.
 
-Everything that changes the state happens on the node's event loop, one block at a time.
+Blocks are built or applied one at a time; a large one on the builder thread and every
+commit on the writer thread (``worker.py``), so the event loop keeps serving the API
+meanwhile. Everything else that touches the node (admission, the mempool, the block stream)
+happens on the loop. Admission of a large request checks its signatures on threads as well:
+libsodium releases the interpreter lock, so those checks run beside the loop.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +28,18 @@ from typing import Any
 from agora.node.errors import ChainHalted, FaucetDisabled
 from agora.node.mempool import DEFAULT_MAX_PER_SENDER, Mempool
 from agora.node.store import Store
+from agora.node.worker import Worker
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.errors import InvalidBlock, ProtocolError
+from agora.protocol.params import Params
 from agora.protocol.state import State
 from agora.protocol.transactions import (
     Transaction,
     decode_transaction,
     encode_transaction,
     sign_transaction,
+    validate_basic,
 )
 from agora.protocol.transition import AppliedBlock, apply_block, build_block, is_refused
 from agora.sequencer.base import Sequencer
@@ -39,6 +47,24 @@ from agora.sequencer.base import Sequencer
 log = logging.getLogger("agora.node")
 DEFAULT_MAX_PENDING = 200_000
 DEFAULT_STREAM_BACKLOG_BLOCKS = 1_000
+# Requests with this many transactions or more have their signatures checked on threads.
+OFF_LOOP_CHECK_MIN = 32
+CHECK_THREADS = 2
+# Blocks with this many transactions or more are built on the builder thread (~10 ms).
+OFF_LOOP_BLOCK_MIN = 256
+
+
+def check_transactions(
+    raws: list[bytes], chain_id: str, params: Params
+) -> list[Transaction | ProtocolError]:
+    """``validate_basic`` of each, its error in its place (runs on a checker thread)."""
+    results: list[Transaction | ProtocolError] = []
+    for raw in raws:
+        try:
+            results.append(validate_basic(raw, chain_id, params))
+        except ProtocolError as error:
+            results.append(error)
+    return results
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,10 +96,18 @@ class Metrics:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, store: Store, state: State) -> None:
+    def __init__(
+        self, config: NodeConfig, store: Store, state: State, writer: Worker | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.state = state
+        self.writer = writer if writer is not None else Worker("agora-write")
+        self._builder = Worker("agora-build")
+        self._checkers = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="agora-check")
+        # Set while no block is being built, applied or recorded.
+        self._state_settled = asyncio.Event()
+        self._state_settled.set()
         self.mempool = Mempool(config.max_pending, config.max_pending_per_sender)
         self.metrics = Metrics()
         self.halted: ProtocolError | None = None
@@ -82,6 +116,12 @@ class Node:
         self._forward: Callable[[list[bytes]], Any] | None = None
         # A follower's forwarded transactions: reported pending until a pulled block has them.
         self.forwarded: set[bytes] = set()
+
+    def close(self) -> None:
+        """Let a block on its way finish and be recorded, then stop the threads."""
+        self._builder.close()
+        self.writer.close()
+        self._checkers.shutdown(wait=True, cancel_futures=True)
 
     # --- admission -----------------------------------------------------------------------
 
@@ -97,6 +137,7 @@ class Node:
             self.forwarded.update(forwarded)
             return forwarded
         assert self.sequencer is not None
+        checked = await self._check_off_loop(raws)
         hashes: list[bytes] = []
         fresh: list[bytes] = []
         fresh_hashes: list[bytes] = []
@@ -104,7 +145,10 @@ class Node:
         try:
             for index, raw in enumerate(raws):
                 try:
-                    tx_hash, tx = self.mempool.admit(self.state, raw)
+                    result = checked[index] if checked else None
+                    if isinstance(result, ProtocolError):
+                        raise result
+                    tx_hash, tx = self.mempool.admit(self.state, raw, result)
                 except ProtocolError as error:
                     raise type(error)(f"transactions[{index}]: {error.message}") from None
                 hashes.append(tx_hash)
@@ -115,11 +159,32 @@ class Node:
             if fresh:
                 # A sequencer that refuses (read-only, too large) must leave no trace:
                 # otherwise a retry of the same bytes would be acknowledged as known.
-                await self.sequencer.submit(fresh)
+                # Shielded: a request cancelled while its group commit is on its way to disk
+                # leaves the transactions admitted, as they will be recorded.
+                await asyncio.shield(self.sequencer.submit(fresh))
+        except asyncio.CancelledError:
+            raise
         except BaseException:
             self.mempool.withdraw(fresh_transactions, fresh_hashes)
             raise
         return hashes
+
+    async def _check_off_loop(self, raws: list[bytes]) -> list[Transaction | ProtocolError]:
+        """``validate_basic`` of a large request on threads, split over the cores; a small
+        one (empty answer) is checked on the loop, where a thread hop would cost more."""
+        if len(raws) < OFF_LOOP_CHECK_MIN:
+            return []
+        chain_id, params = self.state.chain_id, self.state.params
+        loop = asyncio.get_running_loop()
+        size = -(-len(raws) // CHECK_THREADS)
+        chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._checkers, check_transactions, chunk, chain_id, params)
+                for chunk in chunks
+            )
+        )
+        return [result for chunk in results for result in chunk]
 
     async def grant_from_faucet(self, recipient: Address, amount: int | None) -> bytes:
         if self.config.faucet_seed is None or self.config.faucet_amount == 0:
@@ -155,8 +220,13 @@ class Node:
                     f"sequencer gave height {batch.height}, expected {self.state.head.height + 1}"
                 )
             started = time.perf_counter()
-            applied = build_block(
-                self.state, batch.timestamp, list(batch.transactions), self.mempool.verified
+            applied = await self._settle(
+                len(batch.transactions),
+                build_block,
+                self.state,
+                batch.timestamp,
+                list(batch.transactions),
+                self.mempool.verified,
             )
             self._record(applied, started)
             processed = batch.transactions[: len(applied.outcomes)]
@@ -164,8 +234,7 @@ class Node:
                 raw for raw, r in zip(processed, applied.outcomes, strict=True) if is_refused(r)
             )
             sequencer.confirm(batch.height, applied.block.transactions, refused)
-            # A sequencer with batches ready returns them without yielding: let the API
-            # and the sequencer's own tasks run between blocks during a long catch-up.
+            # Readers waiting for the state to settle go before the next block starts.
             await asyncio.sleep(0)
 
     async def run_following(self, fetch_blocks: Callable[[int], Any]) -> None:
@@ -178,19 +247,44 @@ class Node:
             for block in blocks:
                 started = time.perf_counter()
                 try:
-                    applied = apply_block(self.state, block)
+                    applied = await self._settle(
+                        len(block.transactions), apply_block, self.state, block
+                    )
                 except ProtocolError as error:
                     self.halted = error
                     log.error("halted at block %d: %s", block.header.height, error.message)
                     raise
                 self._record(applied, started)
+                await asyncio.sleep(0)
 
     def set_forwarder(self, forward: Callable[[list[bytes]], Any]) -> None:
         """Followers pass submitted transactions on to the node they follow."""
         self._forward = forward
 
+    async def wait_state_settled(self) -> None:
+        """Return when no block is being built or applied, so that the caller, until its
+        next ``await``, reads the state as a whole."""
+        while not self._state_settled.is_set():
+            await self._state_settled.wait()
+
+    async def _settle(
+        self, size: int, execute: Callable[..., AppliedBlock], *arguments: Any
+    ) -> AppliedBlock:
+        """Build or apply a block of ``size`` transactions and record it."""
+        self._state_settled.clear()
+        try:
+            # Shielded: a block on its way is finished and recorded even when the node is
+            # stopping (``close`` waits for it), never left half-built.
+            if size >= OFF_LOOP_BLOCK_MIN:
+                applied = await asyncio.shield(self._builder.run(execute, *arguments))
+            else:
+                applied = execute(*arguments)
+            await asyncio.shield(self.writer.run(self.store.commit_block, applied))
+            return applied
+        finally:
+            self._state_settled.set()
+
     def _record(self, applied: AppliedBlock, started: float) -> None:
-        self.store.commit_block(applied)
         self.mempool.remove_included([r.tx_hash for r in applied.outcomes])
         if self.forwarded:
             self.forwarded.difference_update(r.tx_hash for r in applied.receipts)

@@ -22,9 +22,10 @@ from agora.errors import AgoraError
 from agora.node.api import create_app
 from agora.node.node import Node, NodeConfig
 from agora.node.store import Store
+from agora.node.worker import GroupCommitPool, Worker
 from agora.process import run_until_signal, run_until_stopped
 from agora.protocol.blocks import Block
-from agora.sequencer.base import Sequencer
+from agora.sequencer.base import PendingPool, Sequencer
 
 log = logging.getLogger("agora.node")
 
@@ -50,7 +51,7 @@ class Leader(Protocol):
 async def run_node(
     config: NodeConfig,
     genesis: dict[str, Any] | None,
-    make_sequencer: Callable[[Store], Sequencer] | None,
+    make_sequencer: Callable[[PendingPool], Sequencer] | None,
     on_ready: Callable[[RunningNode], None] | None = None,
     *,
     leader: Leader | None = None,
@@ -63,7 +64,8 @@ async def run_node(
     store = Store(config.data_dir / "node.db")
     try:
         state = store.initialize(genesis) if genesis is not None else store.load_state()
-        node = Node(config, store, state)
+        writer = Worker("agora-write")
+        node = Node(config, store, state, writer)
         app = create_app(node)
         for extend in extensions:
             extend(app, node)
@@ -74,13 +76,15 @@ async def run_node(
         port = runner.addresses[0][1]
         if on_ready is not None:
             on_ready(RunningNode(node=node, url=f"http://{config.host}:{port}"))
-        sequencer = make_sequencer(store) if make_sequencer is not None else None
+        pool = GroupCommitPool(store, writer)
+        sequencer = make_sequencer(pool) if make_sequencer is not None else None
         try:
             await _serve_until_stopped(node, sequencer, leader)
         finally:
             if sequencer is not None:
                 await sequencer.close()
             await runner.cleanup()
+            node.close()
     finally:
         store.close()
 

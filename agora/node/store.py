@@ -6,6 +6,16 @@ transactions it included. A node killed at any instant therefore restarts exactl
 last block it recorded, with nothing lost and nothing applied twice. On start-up the state
 is rebuilt from the stored rows and its root is checked against the head block's header.
 
+Writes go through one connection guarded by a lock (the node makes them on its writer
+thread; an Ethereum sequencer forgets its posted transactions from the loop). Pending
+transactions are committed with ``synchronous=FULL``: the commit is on disk before it
+returns, so an acknowledged transaction survives a power cut, not only a crash. Blocks are
+committed with ``synchronous=NORMAL`` (the write-ahead log reaches the disk at the next FULL
+commit or checkpoint, in order): a power cut may lose the last blocks, never an
+acknowledged transaction, whose pending row then waits to be included again. Reads use a
+second connection, so the API reads the last committed block while the writer records the
+next.
+
 Schema:
     meta(name, value)                      genesis document, chain id
     blocks(height, hash, header, txs)      canonical header bytes; transactions list encoding
@@ -18,6 +28,7 @@ Schema:
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +98,7 @@ def decode_transactions(data: bytes) -> tuple[bytes, ...]:
 
 
 class Store:
-    """One SQLite file per node. Not thread-safe: the node uses it from its event loop."""
+    """One SQLite file per node: writes from any one thread at a time, reads from the loop's."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -95,17 +106,20 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self.reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._write_lock = threading.Lock()
         self._pending_seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM pending").fetchone()[
             0
         ]
 
     def close(self) -> None:
+        self.reader.close()
         self.db.close()
 
     # --- genesis and start-up ------------------------------------------------------------
 
     def get_genesis(self) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'genesis'").fetchone()
+        row = self.reader.execute("SELECT value FROM meta WHERE name = 'genesis'").fetchone()
         return None if row is None else orjson.loads(row[0])
 
     def initialize(self, genesis: dict[str, Any]) -> State:
@@ -198,13 +212,15 @@ class Store:
             )
 
     def get_head_header(self) -> BlockHeader:
-        row = self.db.execute("SELECT header FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        row = self.reader.execute(
+            "SELECT header FROM blocks ORDER BY height DESC LIMIT 1"
+        ).fetchone()
         if row is None:
             raise StoreError(f"{self.path} has no blocks")
         return decode_header(row[0])
 
     def get_block(self, height: int) -> Block | None:
-        row = self.db.execute(
+        row = self.reader.execute(
             "SELECT header, transactions FROM blocks WHERE height = ?", (height,)
         ).fetchone()
         if row is None:
@@ -212,11 +228,13 @@ class Store:
         return Block(header=decode_header(row[0]), transactions=decode_transactions(row[1]))
 
     def get_height_of(self, block_hash: bytes) -> int | None:
-        row = self.db.execute("SELECT height FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
+        row = self.reader.execute(
+            "SELECT height FROM blocks WHERE hash = ?", (block_hash,)
+        ).fetchone()
         return None if row is None else int(row[0])
 
     def get_receipts(self, height: int) -> list[Receipt]:
-        rows = self.db.execute(
+        rows = self.reader.execute(
             "SELECT hash, success, code, message, fee_paid, sender FROM receipts "
             "WHERE height = ? ORDER BY position",
             (height,),
@@ -225,7 +243,7 @@ class Store:
 
     def get_receipt(self, tx_hash: bytes) -> StoredReceipt | None:
         """The first inclusion of a transaction (a replayed copy only fails later)."""
-        row = self.db.execute(
+        row = self.reader.execute(
             "SELECT hash, success, code, message, fee_paid, sender, height, position "
             "FROM receipts WHERE hash = ? ORDER BY height, position LIMIT 1",
             (tx_hash,),
@@ -236,7 +254,7 @@ class Store:
 
     def get_refusal(self, tx_hash: bytes) -> StoredReceipt | None:
         """The last time a block left this transaction out (it could not pay its fee)."""
-        row = self.db.execute(
+        row = self.reader.execute(
             "SELECT height, code, message FROM refused WHERE hash = ?", (tx_hash,)
         ).fetchone()
         if row is None:
@@ -253,11 +271,11 @@ class Store:
         for raw in transactions:
             self._pending_seq += 1
             rows.append((compute_transaction_hash(raw), self._pending_seq, raw))
-        with self._transaction():
+        with self._transaction(durable=True):
             self.db.executemany("INSERT OR IGNORE INTO pending VALUES (?, ?, ?)", rows)
 
     def list_pending(self) -> list[bytes]:
-        return [row[0] for row in self.db.execute("SELECT raw FROM pending ORDER BY seq")]
+        return [row[0] for row in self.reader.execute("SELECT raw FROM pending ORDER BY seq")]
 
     def remove_pending(self, transactions: list[bytes]) -> None:
         with self._transaction():
@@ -267,26 +285,47 @@ class Store:
             )
 
     def is_pending(self, tx_hash: bytes) -> bool:
-        row = self.db.execute("SELECT 1 FROM pending WHERE hash = ?", (tx_hash,)).fetchone()
+        row = self.reader.execute("SELECT 1 FROM pending WHERE hash = ?", (tx_hash,)).fetchone()
         return row is not None
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+    def _transaction(self, durable: bool = False) -> _Transaction:
+        return _Transaction(self.db, self._write_lock, durable)
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception; one writer at a time.
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    ``durable``: the commit returns once it is on disk (``synchronous=FULL``)."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, durable: bool) -> None:
         self.db = db
+        self.lock = lock
+        self.durable = durable
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            if self.durable:
+                self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._restore()
+            raise
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        try:
+            if self.durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            self.lock.release()
 
 
 def _receipt_from_row(row: tuple[Any, ...]) -> Receipt:

@@ -15,6 +15,7 @@ from agora.node.errors import MalformedRequest
 from agora.protocol.address import encode_address
 from agora.protocol.blocks import Block, BlockHeader, compute_block_hash
 from agora.protocol.codec import ADDRESS, HASH, U64
+from agora.protocol.data import get_round_updates
 from agora.protocol.domains import KINDS_BY_NAME
 from agora.protocol.errors import MalformedTransaction, ProtocolError, UnknownTransactionKind
 from agora.protocol.federation import decode_vector
@@ -39,7 +40,7 @@ from agora.protocol.governance import (
 from agora.protocol.kinds import CHAIN_ID_FIELD, SIGNATURE_SIZE, Transaction
 from agora.protocol.params import PARAM_BOUNDS
 from agora.protocol.state import State
-from agora.protocol.subnets import HYPERPARAMETER_BOUNDS, get_hyperparameter_bounds
+from agora.protocol.subnets import HYPERPARAMETER_BOUNDS, get_hyperparameter_bounds, get_subnet
 from agora.protocol.transactions import get_kind_of
 from agora.protocol.transition import Receipt
 
@@ -300,6 +301,32 @@ def federated_model_to_json(state: Any, model_hash: bytes) -> dict[str, Any] | N
         "netuid": federation.netuid,
         "round": federation.round_number,
         "parameters": list(decode_vector(federation.model)),
+    }
+
+
+def federation_to_json(state: Any, netuid: int) -> dict[str, Any] | None:
+    """A federated subnet's current round: windows, model, and every commitment and reveal."""
+    federation = state.tables["federations"].get(netuid, None)
+    if federation is None:
+        return None
+    updates = [
+        {
+            "hotkey": encode_address(hotkey),
+            "commitment": to_hex(pending.commitment),
+            "update_hash": to_hex(pending.update_hash) if pending.update else None,
+            "update": list(decode_vector(pending.update)) if pending.update else None,
+        }
+        for hotkey, pending in get_round_updates(state, netuid)
+    ]
+    return {
+        "netuid": netuid,
+        "round": federation.round_number,
+        "model_hash": to_hex(federation.model_hash),
+        "round_start": federation.round_start,
+        "reveal_start": federation.reveal_start,
+        "reveal_end": federation.reveal_end,
+        "last_epoch_block": get_subnet(state, netuid).last_epoch_block,
+        "updates": updates,
     }
 
 

@@ -1,5 +1,7 @@
 """Governance: proposals, votes weighed by stake and verified work, timelocked enactment.
 
+The rules and their default numbers are written out for people in ``docs/governance.md``.
+
 Proposal kinds, one transaction kind each (50-54): ``param_change`` (global parameters,
 track numbers and subnet hyperparameter bounds, each within hard bounds written in code),
 ``treasury_spend`` (at once, or streamed once per governance epoch), ``emission_shares``
@@ -92,7 +94,7 @@ from agora.protocol.params import (
     Params,
     validate_params_consistent,
 )
-from agora.protocol.staking import get_coldkey_stake, get_total_staked
+from agora.protocol.staking import get_total_staked
 from agora.protocol.state import State
 from agora.protocol.subnets import (
     HYPERPARAMETER_BOUNDS,
@@ -103,6 +105,7 @@ from agora.protocol.subnets import (
     set_subnet,
 )
 from agora.protocol.voting_power import (
+    get_coldkey_stake,
     get_contribution,
     get_total_contribution,
     increase_vote_lock,
@@ -115,6 +118,7 @@ SCHEDULE_TAG = 56
 LIVE_PROPOSALS_TAG = 57
 
 MAX_CONVICTION = 6
+MIN_GOVERNED_TRANSACTION_BYTES = 4_096
 MAX_CHANGES = 32
 MAX_EMISSION_SHARE = 1_000_000
 DESCRIPTION = Text(1024)
@@ -188,8 +192,10 @@ DEFAULT_TRACKS = (
 TRACK_BOUNDS: dict[str, tuple[int, int]] = {
     "deposit": (0, 1_000_000 * AGR),
     "voting_period_blocks": (10, 1_000_000),
-    "quorum_u16": (U16_ONE // 100, U16_ONE),
-    "threshold_u16": (U16_ONE // 2, U16_ONE),
+    # At most 60% turnout and a 90% majority: a track that no vote can pass would be a track
+    # no vote could ever repair.
+    "quorum_u16": (U16_ONE // 100, 39_321),
+    "threshold_u16": (U16_ONE // 2, 58_982),
     "timelock_blocks": (0, 1_000_000),
     "extension_blocks": (0, 100_000),
     "max_spend": (0, (1 << 64) - 1),
@@ -539,6 +545,13 @@ def find_broken_invariant(state: State, governed: Governed) -> str | None:
     problem = validate_params_consistent(governed.params)
     if problem is not None:
         return problem
+    if governed.params.max_transaction_bytes < MIN_GOVERNED_TRANSACTION_BYTES:
+        # A genesis may choose tiny transactions; a vote may not shrink them below the size
+        # of a proposal, which would leave no way to vote them back.
+        return (
+            f"max_transaction_bytes below {MIN_GOVERNED_TRANSACTION_BYTES} would leave no "
+            "room for proposals"
+        )
     subnets = len(state.tables["subnets"])
     if governed.params.max_subnets < subnets:
         return f"{subnets} subnets exist; max_subnets cannot be lower"

@@ -62,8 +62,8 @@ class PendingPool(ABC):
     """Durable storage for accepted transactions not yet in a block (the node's store)."""
 
     @abstractmethod
-    def add_pending(self, transactions: list[bytes]) -> None:
-        """Record transactions durably before their submission is acknowledged."""
+    async def add_pending(self, transactions: list[bytes]) -> None:
+        """Record transactions durably; the submission is acknowledged once this returns."""
 
     @abstractmethod
     def list_pending(self) -> list[bytes]:
@@ -83,7 +83,7 @@ class MemoryPendingPool(PendingPool):
     def __init__(self) -> None:
         self.items: dict[bytes, None] = {}
 
-    def add_pending(self, transactions: list[bytes]) -> None:
+    async def add_pending(self, transactions: list[bytes]) -> None:
         for raw in transactions:
             self.items.setdefault(raw, None)
 

@@ -41,7 +41,7 @@ class LocalSequencer(Sequencer):
             self._arrived.set()
 
     async def submit(self, transactions: list[bytes]) -> None:
-        self.pool.add_pending(transactions)
+        await self.pool.add_pending(transactions)
         self._queue.extend(transactions)
         self._arrived.set()
 

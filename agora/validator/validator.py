@@ -40,11 +40,13 @@ from agora.process import run_until_signal, wait_for_stop
 from agora.protocol.address import encode_address
 from agora.protocol.consensus.errors import RevealTooEarly
 from agora.protocol.consensus.weights import compute_commit_hash
+from agora.protocol.data import FEDERATED_TASK
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.transactions import compute_transaction_hash
 from agora.protocol.weights import CommitWeights, RevealWeights, SetWeights
 from agora.tasks.base import Challenge
 from agora.tasks.registry import get_task, load_reference_backend
+from agora.validator.federated import FederatedValidator
 from agora.validator.schedule import epoch_of_block, is_safe_to_send
 from agora.validator.scores import MinerRecord, compute_weights, format_score, update_average
 from agora.wallet.keys import Keypair
@@ -380,6 +382,13 @@ async def run_validator(config: ValidatorConfig, stop: asyncio.Event | None = No
         validator = Validator(config, client)
         try:
             await validator.prepare()
+            if (await get_subnet_info(client, config.netuid)).task_kind == FEDERATED_TASK:
+                # Rounds, updates and records follow the ledger: no challenges to send.
+                federated = FederatedValidator(
+                    client=client, netuid=config.netuid, hotkey=config.hotkey
+                )
+                await federated.run(stop, config.chain_poll_s)
+                return
             weights = asyncio.create_task(_follow_chain(validator, stop))
             try:
                 while not stop.is_set():

@@ -181,6 +181,9 @@ async def exercise_every_method(client: NodeClient) -> None:
         await client.get_proposal(0)
     assert "min_fee" in (await client.get_governance_params())["params"]
     assert (await client.get_treasury())["streams"] == []
+    assert isinstance(await client.get_lineage(), dict)
+    with pytest.raises(NodeApiError):
+        await client.get_federated_model(b"\x02" * 32)
     stream = client.stream_blocks()
     first = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0.2)

@@ -13,6 +13,7 @@ One devnet runs for the whole module (starting it loads every model in a dozen p
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -182,6 +183,23 @@ def test_the_devnets_gateway_sells_the_miners_work(devnet: RunningDevnet) -> Non
     assert [len(item.embedding) for item in answer.data] == [384, 384]
     receipts = http("GET", devnet.gateway_url.removesuffix("/v1") + "/v1/agora/receipts")
     assert receipts.status == 200 and receipts.json()["data"]
+
+
+def test_the_devnets_agent_sells_search_and_pays_the_miners(devnet: RunningDevnet) -> None:
+    """developer -> agent -> miner: `agora service call` as the devnet prints it; the answer
+    carries the agent's receipt from the embedding miner it paid."""
+    text = devnet.output.read_text(errors="replace")
+    assert re.search(r"agent\s+http://127\.0\.0\.1:\d+\s+\(semantic-search 0x", text), text
+    command = [sys.executable, "-m", "agora", "service", "call", "--tag", "search"]
+    command += ["--args", '{"query": "how are miners paid?"}', "--wallet", "developer"]
+    command += ["--wallet-dir", str(devnet.data_dir / "wallets"), "--node", devnet.url, "--json"]
+    env = dict(os.environ, AGORA_WALLET_PASSWORD=WALLET_PASSWORD)
+    done = subprocess.run(command, capture_output=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    answer = json.loads(done.stdout)
+    assert answer["result"]["hits"] and answer["receipt"]["cost"] > 0
+    miners = {n["hotkey"] for n in devnet.metagraph("embedding")["neurons"]}
+    assert answer["result"]["upstream"]["miner"] in miners
 
 
 def kill(devnet: RunningDevnet, name: str) -> list[str]:

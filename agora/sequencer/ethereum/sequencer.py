@@ -192,7 +192,7 @@ class EthereumSequencer(Sequencer):
                 )
         fresh = [raw for raw in dict.fromkeys(transactions) if raw not in self._pending]
         if fresh:
-            self.pool.add_pending(fresh)
+            await self.pool.add_pending(fresh)
             self._accept(fresh)
 
     async def next_batch(self) -> OrderedBatch:
