@@ -109,6 +109,9 @@ class Processes:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 preexec_fn=_die_with_parent,
+                # Their own session: a Ctrl-C reaches the devnet alone, which then stops the
+                # participants before the chain (``stop_all``).
+                start_new_session=True,
             )
         child = Child(name, role, process, log)
         self.children.append(child)
@@ -118,12 +121,19 @@ class Processes:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
     def stop_all(self) -> None:
-        for child in reversed(self.children):
+        """The participants first, then the chain (node, anvil): a miner or an agent that
+        stops claims what it earned, and needs the node for that."""
+        chain = [c for c in self.children if c.role in ("node", "anvil")]
+        self._stop([c for c in self.children if c not in chain])
+        self._stop(chain)
+
+    def _stop(self, children: list[Child]) -> None:
+        for child in reversed(children):
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for child in self.children:
+        for child in children:
             remaining = max(0.1, deadline - time.monotonic())
             try:
                 child.process.wait(timeout=remaining)
