@@ -1,6 +1,6 @@
 """`agora gov` and `agora treasury`: propose, vote, and read proposals, parameters and the treasury.
 
-A proposal is a JSON file a person writes (see ``agora.protocol.governance.proposal_from_json``
+A proposal is a JSON file a person writes (see ``agora.node.wire.proposal_from_json``
 for every kind)::
 
     {"kind": "param_change", "changes": {"min_fee": 2000}, "description": "dearer spam"}
@@ -25,6 +25,7 @@ from agora.cli.common import CliError, emit, fail, parse_agr_option, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key
 from agora.client.client import NodeClient
 from agora.client.transactions import send_transaction
+from agora.node.wire import proposal_from_json
 from agora.protocol.governance import (
     CHOICES,
     MAX_CONVICTION,
@@ -32,7 +33,6 @@ from agora.protocol.governance import (
     STATUSES,
     TRACK_NAMES,
     Vote,
-    proposal_from_json,
 )
 from agora.protocol.transactions import get_kind_of
 from agora.wallet.keys import Keypair

@@ -34,15 +34,18 @@ from agora.node.wire import (
     federated_model_to_json,
     federation_to_json,
     from_hex,
+    governance_params_to_json,
     header_to_json,
     lineage_to_json,
     metagraph_to_json,
+    proposal_to_json,
     receipt_to_json,
     service_id_from_text,
     service_to_json,
     subnet_to_json,
     to_hex,
     transaction_from_json,
+    treasury_to_json,
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
@@ -57,15 +60,7 @@ from agora.protocol.errors import (
     ServiceNotFound,
     SubnetNotFound,
 )
-from agora.protocol.governance import (
-    STATUSES,
-    TRACK_NAMES,
-    get_proposal,
-    get_proposals,
-    governance_params_to_json,
-    proposal_to_json,
-    treasury_to_json,
-)
+from agora.protocol.governance import STATUSES, TRACK_NAMES, get_proposal, get_proposals
 from agora.protocol.services import Service, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (

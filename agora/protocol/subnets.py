@@ -41,6 +41,7 @@ from agora.protocol.consensus.registration import (
     compute_immortal_owner_uids,
     compute_uid_to_prune,
 )
+from agora.protocol.consensus.yuma import DEFAULT_YUMA_PARAMS, YumaParams
 from agora.protocol.errors import (
     AlreadyRegistered,
     HyperparameterOutOfBounds,
@@ -72,23 +73,28 @@ TASK_KINDS = ("embedding", "generation", "classification", "federated", "custom"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hyperparameters:
-    """A subnet's consensus and registration rules (units as in docs/yuma.md §3)."""
+    """A subnet's consensus and registration rules (units as in docs/yuma.md §3).
+
+    The consensus fields default to ``DEFAULT_YUMA_PARAMS``, the one statement of a new
+    subnet's consensus defaults, which the simulator reads too. The field order is the
+    encoding's: never reorder.
+    """
 
     tempo: int = 100
     max_uids: int = 256
     immunity_period: int = 4096
     min_non_immune_uids: int = 10
-    kappa_u16: int = 32_767
-    bonds_penalty_u16: int = 65_535
-    bonds_moving_average: int = 900_000
-    yuma3: bool = True
-    liquid_alpha: bool = False
-    alpha_low_u16: int = 45_875
-    alpha_high_u16: int = 58_982
-    alpha_sigmoid_steepness: int = 1_000
-    max_validators: int = 64
-    activity_cutoff: int = 5_000
-    stake_threshold: int = 0
+    kappa_u16: int = DEFAULT_YUMA_PARAMS.kappa_u16
+    bonds_penalty_u16: int = DEFAULT_YUMA_PARAMS.bonds_penalty_u16
+    bonds_moving_average: int = DEFAULT_YUMA_PARAMS.bonds_moving_average
+    yuma3: bool = DEFAULT_YUMA_PARAMS.yuma3
+    liquid_alpha: bool = DEFAULT_YUMA_PARAMS.liquid_alpha
+    alpha_low_u16: int = DEFAULT_YUMA_PARAMS.alpha_low_u16
+    alpha_high_u16: int = DEFAULT_YUMA_PARAMS.alpha_high_u16
+    alpha_sigmoid_steepness: int = DEFAULT_YUMA_PARAMS.alpha_sigmoid_steepness
+    max_validators: int = DEFAULT_YUMA_PARAMS.max_validators
+    activity_cutoff: int = DEFAULT_YUMA_PARAMS.activity_cutoff
+    stake_threshold: int = DEFAULT_YUMA_PARAMS.stake_threshold
     commit_reveal: bool = True
     reveal_period_epochs: int = 1
     weights_rate_limit: int = 100
@@ -137,6 +143,11 @@ HYPERPARAMETERS_RECORD: Record[Hyperparameters] = Record(
     Hyperparameters,
     tuple((f.name, BOOL if f.type == "bool" else U64) for f in fields(Hyperparameters)),
 )
+
+
+def compute_yuma_params(hyperparameters: Hyperparameters) -> YumaParams:
+    """The consensus parameters an epoch of a subnet with these hyperparameters runs with."""
+    return YumaParams(**{f.name: getattr(hyperparameters, f.name) for f in fields(YumaParams)})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

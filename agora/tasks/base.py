@@ -13,6 +13,8 @@ A task module (``embedding``, ``classification``, ``generation``) defines one ki
 - ``compute_score(challenge, response, reference, latency_ms) -> int``: pure and integer-only,
   in ``0..SCORE_ONE``; correct and fast work scores high, random, wrong-model, copied, empty or
   malformed answers score near zero, a late answer scores lower than the same answer on time.
+  The validator scores latency against its round (``scale_to_round``): the round's median
+  answer sets the pace, so a busy machine does not fail every miner on it.
 
 Requests and responses are JSON objects; the neuron protocol signs and carries them.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agora.errors import AgoraError
@@ -52,6 +54,28 @@ def compute_latency_factor(latency_ms: int, fast_ms: int, timeout_ms: int) -> in
         return LATENCY_FLOOR
     span = timeout_ms - fast_ms
     return SCORE_ONE - (SCORE_ONE - LATENCY_FLOOR) * (latency_ms - fast_ms) // span
+
+
+def compute_round_latency_ms(latencies_ms: list[int]) -> int:
+    """The median latency of a round's answers (the lower middle one); 0 for no answer."""
+    if not latencies_ms:
+        return 0
+    ordered = sorted(latencies_ms)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def scale_to_round(challenge: Challenge, round_latency_ms: int) -> Challenge:
+    """The challenge with its latency bounds set by what this round's miners could do.
+
+    A busy or slow machine slows every miner on it alike, so latency is scored against the
+    round's median answer rather than a wall clock: full credit up to the median (never
+    stricter than ``fast_ms``), then linear down to half credit at twice that (never before
+    ``timeout_ms``). A miner slower than its peers still scores less; one that answers
+    nothing, or garbage, still scores 0.
+    """
+    fast_ms = max(challenge.fast_ms, round_latency_ms)
+    timeout_ms = max(challenge.timeout_ms, 2 * fast_ms)
+    return replace(challenge, fast_ms=fast_ms, timeout_ms=timeout_ms)
 
 
 def apply_latency(quality: int, latency_ms: int, challenge: Challenge) -> int:

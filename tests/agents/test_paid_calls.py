@@ -66,12 +66,11 @@ from agora.protocol.channels import (
     compute_claim_split,
     sign_voucher,
 )
+from agora.protocol.errors import InvalidEndpointProof, MissingEndpointProof
 from agora.protocol.params import Params
 from agora.protocol.services import (
     MIN_SERVICE_BOND,
     NO_MODEL,
-    InvalidEndpointProof,
-    MissingEndpointProof,
     RegisterService,
     compute_service_id,
     sign_endpoint,

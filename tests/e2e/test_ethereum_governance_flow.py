@@ -37,17 +37,11 @@ from test_ethereum_incentive_flow import (
 
 from agora.client.transactions import make_transaction
 from agora.node.devchain import DEV_CHAIN_ID, create_dev_genesis
-from agora.node.wire import header_to_json, receipt_to_json
+from agora.node.wire import header_to_json, proposal_to_json, receipt_to_json
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.genesis import create_genesis_state
-from agora.protocol.governance import (
-    ProposeParamChange,
-    ProposeText,
-    Vote,
-    get_proposals,
-    proposal_to_json,
-)
+from agora.protocol.governance import ProposeParamChange, ProposeText, Vote, get_proposals
 from agora.protocol.params import BASE_UNITS_PER_AGR, Params
 from agora.protocol.staking import AddStake
 from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, Register

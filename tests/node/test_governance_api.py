@@ -19,13 +19,8 @@ from node_helpers import NodeProcess, NodeProcesses, get_dev_keys, wait_for
 from agora.client.client import NodeClient
 from agora.client.transactions import make_transaction
 from agora.node.devchain import DEV_CHAIN_ID
-from agora.protocol.governance import (
-    ParameterOutOfBounds,
-    ProposeParamChange,
-    ProposeText,
-    UnknownParameter,
-    Vote,
-)
+from agora.protocol.errors import ParameterOutOfBounds, UnknownParameter
+from agora.protocol.governance import ProposeParamChange, ProposeText, Vote
 from agora.protocol.params import BASE_UNITS_PER_AGR, PARAM_BOUNDS
 
 KEYS = get_dev_keys(4)
