@@ -334,7 +334,7 @@ def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) ->
         if role == "miner":
             argv = _agora("miner", "run", *common, "--behaviour", behaviour)
             if behaviour == "honest":
-                argv += ["--price", MINER_PRICE]
+                argv += ["--price", MINER_PRICE, "--data-dir", str(devnet.data_dir / "miners")]
         else:
             argv = _agora(
                 "validator",

@@ -95,6 +95,17 @@ def miner_run(
             "agora.tasks.federated); they never leave this process.",
         ),
     ] = None,
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            "--data-dir",
+            help="Where the miner keeps the vouchers it earned until they are claimed.",
+        ),
+    ] = Path(".agora/miner"),
+    claim_interval: Annotated[
+        float,
+        typer.Option("--claim-interval", help="Seconds between claims of earned vouchers."),
+    ] = 60.0,
     yes: YesOption = False,
     cache_dir: CacheOption = None,
     node: NodeOption = None,
@@ -116,6 +127,8 @@ def miner_run(
         port=port,
         advertise_url=advertise,
         price=price,
+        data_dir=data_dir,
+        claim_interval_s=claim_interval,
         cache_dir=cache_dir,
         data_file=data,
         on_status=_status(Console()),
