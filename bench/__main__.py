@@ -64,6 +64,18 @@ BENCHES = (
         ),
     ),
     Bench(
+        "governance",
+        ("--stakers", "1000", "--repeats", "1"),
+        (
+            Measure(
+                "votes / transfers (build_block, same state)",
+                "tx/s",
+                rf"^\(b\) votes, build_block\s+{NUMBER}",
+                rf"^\(a\) transfers, build_block\s+{NUMBER}",
+            ),
+        ),
+    ),
+    Bench(
         "epoch",
         ("--max-uids", "1024", "--repeats", "1"),
         (

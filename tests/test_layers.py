@@ -24,7 +24,7 @@ AGORA_DIRECTORY = Path(agora.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "process"),
     ("protocol",),
-    ("wallet", "amounts", "simulate", "lineage"),
+    ("wallet", "amounts", "lineage"),
     ("sequencer",),
     ("node",),
     ("client",),
@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("payments",),
     ("miner", "validator", "gateway", "agents", "web"),
-    ("devnet",),
+    ("devnet", "simulate"),
     ("cli",),
     ("__main__",),
 )

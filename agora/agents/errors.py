@@ -105,3 +105,10 @@ class CallRefused(AgentError):
     @property
     def details(self) -> dict[str, Any]:
         return {"remote_code": self.remote_code, **self.remote_details}
+
+
+class GatewayRefused(AgentError):
+    """The gateway refused a model call made for an MCP tool, without an Agora code."""
+
+    code = 3711
+    http_status = 502

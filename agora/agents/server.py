@@ -114,6 +114,7 @@ class ServiceServer:
         self._card = b""
         self._runner: web.AppRunner | None = None
         self._offer: Offer | None = None
+        self._stopped = False
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -163,7 +164,7 @@ class ServiceServer:
             gate.release(reservation)
             log.warning("service %s failed: %r", self.definition.name, error)
             raise ServiceFailed(f"{self.definition.name} failed: {type(error).__name__}") from None
-        gate.settle(reservation)
+        await gate.settle(reservation)
         self.calls += 1
         receipt = Receipt(
             service_id=self.service_id,
@@ -373,11 +374,13 @@ class ServiceServer:
             await self.stop()
 
     async def stop(self) -> None:
-        if self.gate is not None:
-            await self.gate.claim_all()
+        """Stop serving, then claim what was earned (once)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.gate is not None and not self._stopped:
+            self._stopped = True
+            await self.gate.claim_all()
 
 
 async def serve_until_stopped(

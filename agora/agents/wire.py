@@ -23,7 +23,6 @@ each endpoint with the block and signature that the ledger holds (``protocol.ser
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -76,7 +75,7 @@ def decode_payment_header(header: str, chain_id: str) -> tuple[bytes, dict[str, 
             )
         payer = decode_payer(payload["payer"])
         return payer, {"voucher": payload["voucher"]}
-    except (binascii.Error, orjson.JSONDecodeError, KeyError, TypeError, ProtocolError):
+    except (ValueError, KeyError, TypeError, ProtocolError):  # non-ASCII, base64, JSON
         raise MalformedCall(
             f"{PAYMENT_HEADER} must be base64 JSON {{x402Version, scheme, network, "
             "payload: {payer, voucher}}"

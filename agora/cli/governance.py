@@ -1,10 +1,10 @@
 """`agora gov` and `agora treasury`: propose, vote, and read proposals, parameters and the treasury.
 
-A proposal is a JSON file a person writes (see ``agora.protocol.governance.proposal_from_json``
+A proposal is a JSON file a person writes (see ``agora.node.wire.proposal_from_json``
 for every kind)::
 
     {"kind": "param_change", "changes": {"min_fee": 2000}, "description": "dearer spam"}
-    {"kind": "treasury_spend", "recipient": "agr1...", "amount": 5000000000, "payments": 4}
+    {"kind": "treasury_spend", "recipient": "agr1...", "amount": "5", "payments": 4}
 
 `agora gov propose` checks the file (kind, fields, hard bounds) before it asks for the
 wallet's password, so a mistake costs neither a signature nor a fee.
@@ -21,10 +21,11 @@ from rich.console import Console
 
 from agora.amounts import format_agr
 from agora.cli.chain import NodeOption, with_client
-from agora.cli.common import CliError, emit, fail, user_errors
+from agora.cli.common import CliError, emit, fail, parse_agr_option, user_errors
 from agora.cli.wallet import JsonOption, WalletDirOption, load_key
 from agora.client.client import NodeClient
 from agora.client.transactions import send_transaction
+from agora.node.wire import proposal_from_json
 from agora.protocol.governance import (
     CHOICES,
     MAX_CONVICTION,
@@ -32,7 +33,6 @@ from agora.protocol.governance import (
     STATUSES,
     TRACK_NAMES,
     Vote,
-    proposal_from_json,
 )
 from agora.protocol.transactions import get_kind_of
 from agora.wallet.keys import Keypair
@@ -49,11 +49,17 @@ def register(app_: typer.Typer) -> None:
 
 
 def read_proposal_file(path: Path) -> Any:
-    """The proposal body in ``path``, checked; a CliError or a coded protocol error."""
+    """The proposal body in ``path``, checked; a CliError or a coded protocol error.
+
+    A spend's ``amount`` may be written in AGR as a string (``"2.5"``); an integer is base
+    units, as on the chain.
+    """
     try:
         value = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise CliError(f"{path} is not JSON: {error}") from None
+    if isinstance(value, dict) and isinstance(value.get("amount"), str):
+        value = {**value, "amount": parse_agr_option(value["amount"])}
     return proposal_from_json(value, path.name)
 
 

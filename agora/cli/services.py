@@ -368,6 +368,10 @@ def mcp_command(
     receipts: Annotated[
         Path | None, typer.Option("--receipts", help="Append each call's receipt (JSON lines).")
     ] = None,
+    gateway: Annotated[
+        str | None,
+        typer.Option("--gateway", help="Also the models of this gateway (http://host:port/v1)."),
+    ] = None,
     node: NodeOption = None,
     wallet_dir: WalletDirOption = None,
 ) -> None:
@@ -386,7 +390,7 @@ def mcp_command(
             deposit_calls=deposit_calls,
             receipts_path=receipts,
         ) as client:
-            bridge = McpBridge(client, tag=tag)
+            bridge = McpBridge(client, tag=tag, gateway_url=gateway)
             try:
                 if http_port is None:
                     await run_stdio(bridge)

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from agora.cli.common import CliError, emit, user_errors
-from agora.wallet.errors import KeyExists
+from agora.wallet.errors import InvalidPassword, KeyExists
 from agora.wallet.keys import Keypair, parse_seed_hex
 from agora.wallet.keystore import (
     KDF_PRESETS,
@@ -32,6 +32,7 @@ from agora.wallet.keystore import (
 )
 
 PASSWORD_ENV = "AGORA_WALLET_PASSWORD"
+MIN_PASSWORD_CHARS = 8
 HOME_ENV = "AGORA_HOME"
 
 app = typer.Typer(
@@ -277,12 +278,20 @@ def _export_text(
 
 
 def _new_password() -> str:
-    from_env = os.environ.get(PASSWORD_ENV)
-    if from_env is not None:
-        return from_env
-    return str(
-        typer.prompt("New coldkey password", hide_input=True, confirmation_prompt=True, err=True)
-    )
+    """A password chosen now: at least MIN_PASSWORD_CHARS characters (InvalidPassword)."""
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        password = str(
+            typer.prompt(
+                "New coldkey password", hide_input=True, confirmation_prompt=True, err=True
+            )
+        )
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidPassword(
+            f"a coldkey password needs at least {MIN_PASSWORD_CHARS} characters; a short one "
+            "falls to guessing whatever the key derivation costs"
+        )
+    return password
 
 
 def _existing_password() -> str:

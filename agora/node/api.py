@@ -19,12 +19,14 @@ from agora.errors import AgoraError, encode_error
 from agora.node.errors import (
     BodyTooLarge,
     MalformedRequest,
+    MethodNotAllowed,
     NodeError,
     NotFound,
+    ParameterOutOfRange,
     StreamTooFarBehind,
 )
 from agora.node.node import Node
-from agora.node.openapi import OPENAPI
+from agora.node.openapi import MAX_BLOCKS_PER_PAGE, OPENAPI
 from agora.node.wire import (
     block_to_json,
     channel_id_from_text,
@@ -32,15 +34,18 @@ from agora.node.wire import (
     federated_model_to_json,
     federation_to_json,
     from_hex,
+    governance_params_to_json,
     header_to_json,
     lineage_to_json,
     metagraph_to_json,
+    proposal_to_json,
     receipt_to_json,
     service_id_from_text,
     service_to_json,
     subnet_to_json,
     to_hex,
     transaction_from_json,
+    treasury_to_json,
 )
 from agora.protocol.accounts import get_account
 from agora.protocol.address import decode_address, encode_address
@@ -48,19 +53,14 @@ from agora.protocol.channels import get_channel, get_channels
 from agora.protocol.codec import U16, U64
 from agora.protocol.errors import (
     ChannelNotFound,
+    HotkeyNotFound,
+    NeuronNotFound,
     ProposalNotFound,
     ProtocolError,
     ServiceNotFound,
+    SubnetNotFound,
 )
-from agora.protocol.governance import (
-    STATUSES,
-    TRACK_NAMES,
-    get_proposal,
-    get_proposals,
-    governance_params_to_json,
-    proposal_to_json,
-    treasury_to_json,
-)
+from agora.protocol.governance import STATUSES, TRACK_NAMES, get_proposal, get_proposals
 from agora.protocol.services import Service, get_service, get_services
 from agora.protocol.staking import get_hotkey, get_stakers
 from agora.protocol.subnets import (
@@ -75,7 +75,6 @@ from agora.protocol.transition import AppliedBlock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NODE = web.AppKey("node", Node)
-MAX_BLOCKS_PER_PAGE = 100
 # The open block streams' tasks, ended when the node stops.
 STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
 
@@ -84,8 +83,24 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+# Protocol errors that mean "no such thing": answered 404 with their own code.
+MISSING_RESOURCE_ERRORS = (
+    SubnetNotFound,
+    HotkeyNotFound,
+    NeuronNotFound,
+    ChannelNotFound,
+    ProposalNotFound,
+    ServiceNotFound,
+)
+
+
 def error_response(error: AgoraError) -> web.Response:
-    status = error.http_status if isinstance(error, NodeError) else 400
+    if isinstance(error, NodeError):
+        status = error.http_status
+    elif isinstance(error, MISSING_RESOURCE_ERRORS):
+        status = 404
+    else:
+        status = 400
     return json_response(encode_error(error), status)
 
 
@@ -145,8 +160,12 @@ def _errors_middleware(node: Node) -> Any:
             )
         except web.HTTPNotFound:
             response = error_response(NotFound(f"no route {request.method} {request.path}"))
-        except web.HTTPMethodNotAllowed:
-            response = error_response(NotFound(f"no route {request.method} {request.path}"))
+        except web.HTTPMethodNotAllowed as refused:
+            allowed = ", ".join(sorted(refused.allowed_methods))
+            response = error_response(
+                MethodNotAllowed(f"{request.path} answers {allowed}, not {request.method}")
+            )
+            response.headers["Allow"] = allowed
         key = (
             request.match_info.route.resource.canonical
             if request.match_info.route.resource
@@ -284,7 +303,9 @@ async def list_blocks(request: web.Request) -> web.Response:
     """``?from=H&limit=N``: consecutive blocks with raw transactions (followers catch up)."""
     node: Node = request.app[NODE]
     start = _parse_height(request.query.get("from", "0"), "from")
-    limit = min(_parse_height(request.query.get("limit", "20"), "limit"), MAX_BLOCKS_PER_PAGE)
+    limit = _parse_height(request.query.get("limit", "20"), "limit")
+    if limit > MAX_BLOCKS_PER_PAGE:
+        raise ParameterOutOfRange(f"limit is {limit}; at most {MAX_BLOCKS_PER_PAGE} blocks a page")
     blocks = []
     for height in range(start, start + limit):
         block = node.store.get_block(height)
@@ -370,12 +391,11 @@ async def stream_blocks(request: web.Request) -> web.StreamResponse:
 
 def _parse_stream_start(request: web.Request, head: int) -> int:
     """The first height a stream sends: after ``Last-Event-ID``, else ``from``, else next."""
-    last = request.headers.get("Last-Event-ID")
-    if last is not None and last.strip():
-        return _parse_height(last.strip(), "Last-Event-ID") + 1
-    if "from" in request.query:
-        return _parse_height(request.query["from"], "from")
-    return head + 1
+    start = _parse_height(request.query["from"], "from") if "from" in request.query else None
+    last = request.headers.get("Last-Event-ID", "").strip()
+    if last:
+        return _parse_height(last, "Last-Event-ID") + 1
+    return head + 1 if start is None else start
 
 
 async def _write_block_event(

@@ -59,6 +59,19 @@ class StreamTooFarBehind(NodeError):
     http_status = 409
 
 
+class MethodNotAllowed(NodeError):
+    """The path exists but not with this method; the ``Allow`` header lists the ones it has."""
+
+    code = 3042
+    http_status = 405
+
+
+class ParameterOutOfRange(NodeError):
+    """A query parameter is a number outside the range the API documents for it."""
+
+    code = 3043
+
+
 class BodyTooLarge(NodeError):
     """The request body exceeds the API's size limit."""
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from agora.protocol.governance import STATUSES, TRACK_NAMES
+from agora.protocol.transactions import get_kinds
+
 _ERROR = {
     "description": "A coded error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -548,3 +551,144 @@ OPENAPI: dict[str, Any] = {
         }
     },
 }
+
+
+# --- the contract made exact: formats, ranges and every status code --------------------------
+#
+# Applied to the description above as one last step, so that a route added there gets the
+# same treatment: a parameter is described by what the handler accepts (a generated client
+# then knows what is valid), and an operation lists every status it can answer.
+
+ADDRESS_SCHEMA = {
+    "type": "string",
+    "pattern": "^agr1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$",
+    "description": "agr1... bech32m address of a 32-byte key (its checksum is checked too)",
+}
+HASH_SCHEMA = {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$", "description": "0x + 32 bytes"}
+HEX_SCHEMA = {"type": "string", "pattern": "^0x([0-9a-fA-F]{2})+$"}
+HEIGHT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": (1 << 64) - 1}
+NETUID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 65_535}
+MAX_BLOCKS_PER_PAGE = 100
+
+_PATH_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/v1/transactions/{hash}", "hash"): HASH_SCHEMA,
+    ("/v1/accounts/{address}", "address"): ADDRESS_SCHEMA,
+    ("/v1/hotkeys/{address}", "address"): ADDRESS_SCHEMA,
+    ("/v1/blocks/{id}", "id"): {
+        "type": "string",
+        "pattern": "^([0-9]{1,19}|0x[0-9a-fA-F]{64})$",
+        "description": "a height, or a 0x-hex block hash",
+    },
+    ("/v1/subnets/{netuid}", "netuid"): NETUID_SCHEMA,
+    ("/v1/subnets/{netuid}/metagraph", "netuid"): NETUID_SCHEMA,
+    ("/v1/channels/{id}", "id"): HASH_SCHEMA,
+    ("/v1/services/{id}", "id"): HASH_SCHEMA,
+    ("/v1/governance/proposals/{id}", "id"): HEIGHT_SCHEMA,
+    ("/v1/federations/{netuid}", "netuid"): NETUID_SCHEMA,
+    ("/v1/models/{hash}", "hash"): HASH_SCHEMA,
+}
+_QUERY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/v1/blocks", "from"): HEIGHT_SCHEMA,
+    ("/v1/blocks", "limit"): {"type": "integer", "minimum": 0, "maximum": MAX_BLOCKS_PER_PAGE},
+    ("/v1/channels", "payer"): ADDRESS_SCHEMA,
+    ("/v1/channels", "payee"): ADDRESS_SCHEMA,
+    ("/v1/services", "owner"): ADDRESS_SCHEMA,
+    ("/v1/services", "netuid"): HEIGHT_SCHEMA,
+    ("/v1/services", "max_price"): HEIGHT_SCHEMA,
+    ("/v1/governance/proposals", "status"): {"enum": list(STATUSES)},
+    ("/v1/governance/proposals", "track"): {"enum": list(TRACK_NAMES)},
+}
+_STREAM_PARAMETERS = [
+    {
+        "name": "from",
+        "in": "query",
+        "description": "the first height to send (default: the next block)",
+        "schema": HEIGHT_SCHEMA,
+    },
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "description": "the last height received: the stream resumes after it",
+        "schema": {"type": "string", "pattern": "^[0-9]{0,19}$"},
+    },
+]
+_TRANSACTION_STATUS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"enum": ["pending", "included", "refused"]},
+        "hash": HASH_SCHEMA,
+        "height": {"type": "integer"},
+        "position": {"type": "integer"},
+        "receipt": {"type": "object"},
+    },
+}
+
+
+def _complete(document: dict[str, Any]) -> dict[str, Any]:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                key = (path, parameter["name"])
+                schema = _PATH_SCHEMAS.get(key) or _QUERY_SCHEMAS.get(key)
+                if schema is not None:
+                    parameter["schema"] = schema
+            _add_statuses(path, method, operation)
+    paths = document["paths"]
+    paths["/v1/stream/blocks"]["get"]["parameters"] = _STREAM_PARAMETERS
+    paths["/v1/stream/blocks"]["get"]["responses"] = {
+        "200": {
+            "description": "text/event-stream: `block` events (id: the height), or one "
+            "`behind` event (code 3041, resume_from, head) for a reader too far behind",
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"enum": ["block", "behind"]},
+                            "id": {"type": "string", "pattern": "^[0-9]+$"},
+                            "data": {"type": "string", "description": "JSON"},
+                        },
+                    }
+                }
+            },
+        },
+        "400": _ERROR,
+    }
+    paths["/v1/transactions/{hash}"]["get"]["responses"]["200"] = _ok(
+        "pending; included with its receipt; or refused (left out of a block: it could not "
+        "pay its fee) with a failed receipt",
+        _TRANSACTION_STATUS,
+    )
+    submitted = paths["/v1/transactions"]["post"]["responses"]["202"]
+    submitted["content"]["application/json"]["schema"]["properties"]["hashes"]["items"] = (
+        HASH_SCHEMA
+    )
+    transaction = document["components"]["schemas"]["Tx"]["oneOf"]
+    transaction[0]["properties"]["raw"] = HEX_SCHEMA
+    signed = transaction[1]["properties"]
+    signed["sender"] = ADDRESS_SCHEMA
+    signed["kind"] = {"enum": sorted(get_kinds()[1])}
+    signed["nonce"] = signed["fee"] = HEIGHT_SCHEMA
+    signed["signature"] = {"type": "string", "pattern": "^0x[0-9a-fA-F]{128}$"}
+    faucet = paths["/v1/faucet"]["post"]["requestBody"]["content"]["application/json"]
+    faucet["schema"]["properties"]["address"] = ADDRESS_SCHEMA
+    faucet["schema"]["properties"]["amount"] = HEIGHT_SCHEMA
+    return document
+
+
+def _add_statuses(path: str, method: str, operation: dict[str, Any]) -> None:
+    """Every status the handler can answer: 400 for any input it parses, 404 for any missing
+    resource, 413/429/503 where a submission can meet them."""
+    responses = operation["responses"]
+    if operation.get("parameters") or "requestBody" in operation:
+        responses.setdefault("400", _ERROR)
+    if "{" in path:
+        responses.setdefault("404", _ERROR)
+    if method == "post":
+        for status in ("400", "413", "429", "503"):
+            responses.setdefault(status, _ERROR)
+
+
+OPENAPI = _complete(OPENAPI)

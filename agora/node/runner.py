@@ -12,6 +12,7 @@ follower's leader (a ``NodeClient``; ``Leader`` says what the node needs of it),
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from agora.protocol.blocks import Block
 from agora.sequencer.base import PendingPool, Sequencer
 
 log = logging.getLogger("agora.node")
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +61,9 @@ async def run_node(
 ) -> None:
     """Serve until a stop signal. Exactly one of ``make_sequencer``/``leader``."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    # The builder and checker threads hold the interpreter lock for up to a switch interval
+    # at a time; 1 ms instead of 5 lets the loop answer between their slices.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     if genesis is None and leader is not None:
         genesis = await leader.get_genesis()
     store = Store(config.data_dir / "node.db")

@@ -3,7 +3,8 @@
 Hashes and raw bytes are ``0x``-hex, addresses ``agr1...``, amounts JSON integers. The
 protocol keeps its canonical byte encoding (and each field type's JSON form, in
 ``protocol/codec.py``); the JSON of whole transactions, which the node API, the CLI and the
-tests share, is here (a voucher's is in ``payments/vouchers.py``).
+tests share, and of governance (proposals, governable numbers, the treasury), which the node
+API, the CLI and the simulator share, is here (a voucher's is in ``payments/vouchers.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,28 @@ from agora.protocol.data import get_round_updates
 from agora.protocol.domains import KINDS_BY_NAME
 from agora.protocol.errors import MalformedTransaction, ProtocolError, UnknownTransactionKind
 from agora.protocol.federation import decode_vector
+from agora.protocol.governance import (
+    CHOICES,
+    MAX_CONVICTION,
+    PROPOSAL_KIND_NAMES,
+    STATUSES,
+    STREAMING,
+    TRACK_BOUNDS,
+    TRACK_NAMES,
+    TREASURY_SPEND_KIND,
+    Proposal,
+    decode_action,
+    get_ballots,
+    get_kind,
+    get_proposals,
+    get_tracks,
+    is_quorum_reached,
+    validate_proposal,
+)
 from agora.protocol.kinds import CHAIN_ID_FIELD, SIGNATURE_SIZE, Transaction
-from agora.protocol.subnets import get_subnet
+from agora.protocol.params import PARAM_BOUNDS
+from agora.protocol.state import State
+from agora.protocol.subnets import HYPERPARAMETER_BOUNDS, get_hyperparameter_bounds, get_subnet
 from agora.protocol.transactions import get_kind_of
 from agora.protocol.transition import Receipt
 
@@ -356,3 +377,153 @@ def transaction_from_json(value: Any) -> Transaction:
         body=kind.body.from_json(value["body"], "transaction.body"),
         signature=signature_bytes,
     )
+
+
+# --- governance: proposals, governable numbers, the treasury (API, CLI, simulator) ---------
+
+
+def proposal_to_json(state: State, proposal: Proposal, include_votes: bool) -> dict[str, Any]:
+    """A proposal with its action, the rules it copied, its tally and timeline (and ballots)."""
+    kind = get_kind(proposal.kind)
+    tally = proposal.tally
+    entry: dict[str, Any] = {
+        "id": proposal.id,
+        "proposer": ADDRESS.to_json(proposal.proposer),
+        "kind": PROPOSAL_KIND_NAMES[proposal.kind],
+        "track": TRACK_NAMES[proposal.track],
+        "status": STATUSES[proposal.status],
+        "action": kind.body.to_json(decode_action(proposal)),
+        "deposit": proposal.deposit,
+        "rules": {
+            **{name: getattr(proposal.rules, name) for name in TRACK_BOUNDS},
+            "veto_threshold_u16": proposal.veto_threshold_u16,
+        },
+        "tally": {
+            "yes": tally.yes,
+            "no": tally.no,
+            "abstain": tally.abstain,
+            "veto": tally.veto,
+            "turnout": tally.turnout,
+            "total_power": proposal.total_power,
+            "quorum_reached": is_quorum_reached(
+                tally, proposal.rules.quorum_u16, proposal.total_power
+            ),
+        },
+        "timeline": {
+            "submitted_at": proposal.submitted_at,
+            "voting_ends_at": proposal.voting_ends_at,
+            "extended": proposal.extended,
+            "closed_at": proposal.closed_at or None,
+            "enact_at": proposal.enact_at or None,
+            "enacted_at": proposal.enacted_at or None,
+        },
+    }
+    if proposal.kind == TREASURY_SPEND_KIND:
+        entry["stream"] = {
+            "payments_made": proposal.payments_made,
+            "escrow": proposal.escrow,
+            "next_payment_at": proposal.next_payment_at or None,
+        }
+    if include_votes:
+        entry["votes"] = [
+            {
+                "voter": ADDRESS.to_json(voter),
+                "choice": CHOICES[ballot.choice],
+                "conviction": ballot.conviction,
+                "stake": ballot.stake,
+                "contribution": ballot.contribution,
+                "power": ballot.power,
+                "height": ballot.height,
+            }
+            for voter, ballot in get_ballots(state, proposal.id)
+        ]
+    return entry
+
+
+def governance_params_to_json(state: State) -> dict[str, Any]:
+    """Every governable number: its current value and the hard bounds no vote can cross."""
+    params = state.params
+    return {
+        "params": {
+            name: {"value": getattr(params, name), "min": low, "max": high}
+            for name, (low, high) in PARAM_BOUNDS.items()
+        },
+        "tracks": {
+            name: {
+                field: {"value": getattr(rules, field), "min": low, "max": high}
+                for field, (low, high) in TRACK_BOUNDS.items()
+            }
+            for name, rules in zip(TRACK_NAMES, get_tracks(state), strict=True)
+        },
+        "hyperparameter_bounds": {
+            name: dict(
+                zip(("min", "max"), get_hyperparameter_bounds(state, name), strict=True),
+                hard_min=low,
+                hard_max=high,
+            )
+            for name, (low, high) in HYPERPARAMETER_BOUNDS.items()
+        },
+        "proposal_kinds": sorted(PROPOSAL_KIND_NAMES.values()),
+        "choices": list(CHOICES),
+        "max_conviction": MAX_CONVICTION,
+    }
+
+
+def treasury_to_json(state: State) -> dict[str, Any]:
+    """The treasury's balance, its share of emission, and the streams it committed to."""
+    streams = []
+    for proposal in get_proposals(state):
+        if proposal.status != STREAMING:
+            continue
+        action = decode_action(proposal)
+        streams.append(
+            {
+                "proposal": proposal.id,
+                "recipient": ADDRESS.to_json(action.recipient),
+                "amount": action.amount,
+                "payments": action.payments,
+                "payments_made": proposal.payments_made,
+                "escrow": proposal.escrow,
+                "next_payment_at": proposal.next_payment_at,
+            }
+        )
+    return {
+        "balance": state.get_ledger("treasury"),
+        "emission_share_u16": state.params.treasury_emission_u16,
+        "committed_to_streams": sum(s["escrow"] for s in streams),
+        "streams": streams,
+        "height": state.head.height,
+    }
+
+
+def proposal_from_json(value: Any, path: str = "proposal") -> Any:
+    """A proposal body from the JSON a person writes, checked as ``validate_basic`` would.
+
+    ``{"kind": "param_change", "changes": {"min_fee": 2000}, "description": "..."}``;
+    ``treasury_spend`` takes ``recipient``, ``amount`` (base units), ``payments`` (default 1);
+    ``emission_shares`` takes ``shares`` (``{"1": 3, "2": 1}``: netuid to share); ``cancel``
+    takes ``target`` (a proposal id); ``text`` only its ``description``. Amounts are base
+    units, as everywhere on the chain.
+    """
+    if not isinstance(value, dict):
+        raise MalformedTransaction(f"{path}: expected an object")
+    names = {name: kind for kind, name in PROPOSAL_KIND_NAMES.items()}
+    name = value.get("kind")
+    if name not in names:
+        raise MalformedTransaction(f"{path}.kind: one of {', '.join(names)}, got {name!r}")
+    fields_json = {key: item for key, item in value.items() if key != "kind"}
+    fields_json.setdefault("description", "")
+    if name == "param_change" and isinstance(fields_json.get("changes"), dict):
+        fields_json["changes"] = [list(item) for item in fields_json["changes"].items()]
+    if name == "treasury_spend":
+        fields_json.setdefault("payments", 1)
+    if name == "emission_shares" and isinstance(fields_json.get("shares"), dict):
+        shares = []
+        for netuid, share in fields_json["shares"].items():
+            if not netuid.isdigit():
+                raise MalformedTransaction(f"{path}.shares: {netuid!r} is not a netuid")
+            shares.append([int(netuid), share])
+        fields_json["shares"] = shares
+    body = get_kind(names[name]).body.from_json(fields_json, path)
+    validate_proposal(body)
+    return body

@@ -88,6 +88,7 @@ from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.params import U16_ONE
 from agora.protocol.state import State
 from agora.protocol.subnets import MAX_UIDS_LIMIT, get_neuron, get_subnet, get_uid
+from agora.protocol.voting_power import record_contribution
 
 DATA_COMMITMENTS_TAG = 60
 FEDERATIONS_TAG = 61
@@ -649,6 +650,9 @@ def process_model_royalties(state: State, netuid: int, payee: Address, amount: i
     kept, shares = compute_royalty_split(amount, state.params.data_royalty_u16, lineage.credits)
     for hotkey, share in shares:
         increase_balance(state, hotkey, share)
+        # Paid for measured work (the credit its updates earned): it weighs in governance.
+        # The block being applied is the one after the head.
+        record_contribution(state, hotkey, share, state.head.height + 1)
     return kept
 
 

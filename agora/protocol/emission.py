@@ -23,7 +23,7 @@ from dataclasses import replace
 from agora.protocol.accounts import increase_balance
 from agora.protocol.channels import get_fee_pool, set_fee_pool
 from agora.protocol.consensus.weights import compute_commit_block_for_mask
-from agora.protocol.consensus.yuma import EpochInputs, EpochResult, YumaParams
+from agora.protocol.consensus.yuma import EpochInputs, EpochResult
 from agora.protocol.consensus.yuma_fast import compute_epoch_fast
 from agora.protocol.kinds import BlockContext, TransactionKind
 from agora.protocol.params import U16_ONE
@@ -31,6 +31,7 @@ from agora.protocol.staking import distribute_dividends, get_hotkey, get_total_s
 from agora.protocol.state import State
 from agora.protocol.subnets import (
     Subnet,
+    compute_yuma_params,
     get_neurons,
     get_owner_uid,
     get_subnet,
@@ -155,19 +156,7 @@ def compute_epoch_inputs(state: State, subnet: Subnet, emission: int, block: int
         validator_permit=tuple(neuron.validator_permit for neuron in neurons),
         weights=tuple(neuron.weights for neuron in neurons),
         bonds=tuple(neuron.bonds for neuron in neurons),
-        params=YumaParams(
-            kappa_u16=h.kappa_u16,
-            bonds_penalty_u16=h.bonds_penalty_u16,
-            bonds_moving_average=h.bonds_moving_average,
-            max_validators=h.max_validators,
-            activity_cutoff=h.activity_cutoff,
-            stake_threshold=h.stake_threshold,
-            yuma3=h.yuma3,
-            liquid_alpha=h.liquid_alpha,
-            alpha_low_u16=h.alpha_low_u16,
-            alpha_high_u16=h.alpha_high_u16,
-            alpha_sigmoid_steepness=h.alpha_sigmoid_steepness,
-        ),
+        params=compute_yuma_params(h),
         owner_uid=get_owner_uid(state, subnet),
         commit_blocks=commit_blocks,
     )

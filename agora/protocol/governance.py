@@ -1,5 +1,7 @@
 """Governance: proposals, votes weighed by stake and verified work, timelocked enactment.
 
+The rules and their default numbers are written out for people in ``docs/governance.md``.
+
 Proposal kinds, one transaction kind each (50-54): ``param_change`` (global parameters,
 track numbers and subnet hyperparameter bounds, each within hard bounds written in code),
 ``treasury_spend`` (at once, or streamed once per governance epoch), ``emission_shares``
@@ -75,7 +77,6 @@ from agora.protocol.errors import (
     InvariantViolated,
     LiveProposalExists,
     MalformedProposal,
-    MalformedTransaction,
     NoVotingPower,
     ParameterChangeBreaksInvariant,
     ParameterOutOfBounds,
@@ -93,7 +94,7 @@ from agora.protocol.params import (
     Params,
     validate_params_consistent,
 )
-from agora.protocol.staking import get_coldkey_stake, get_total_staked
+from agora.protocol.staking import get_total_staked
 from agora.protocol.state import State
 from agora.protocol.subnets import (
     HYPERPARAMETER_BOUNDS,
@@ -104,6 +105,7 @@ from agora.protocol.subnets import (
     set_subnet,
 )
 from agora.protocol.voting_power import (
+    get_coldkey_stake,
     get_contribution,
     get_total_contribution,
     increase_vote_lock,
@@ -116,6 +118,7 @@ SCHEDULE_TAG = 56
 LIVE_PROPOSALS_TAG = 57
 
 MAX_CONVICTION = 6
+MIN_GOVERNED_TRANSACTION_BYTES = 4_096
 MAX_CHANGES = 32
 MAX_EMISSION_SHARE = 1_000_000
 DESCRIPTION = Text(1024)
@@ -189,8 +192,10 @@ DEFAULT_TRACKS = (
 TRACK_BOUNDS: dict[str, tuple[int, int]] = {
     "deposit": (0, 1_000_000 * AGR),
     "voting_period_blocks": (10, 1_000_000),
-    "quorum_u16": (U16_ONE // 100, U16_ONE),
-    "threshold_u16": (U16_ONE // 2, U16_ONE),
+    # At most 60% turnout and a 90% majority: a track that no vote can pass would be a track
+    # no vote could ever repair.
+    "quorum_u16": (U16_ONE // 100, 39_321),
+    "threshold_u16": (U16_ONE // 2, 58_982),
     "timelock_blocks": (0, 1_000_000),
     "extension_blocks": (0, 100_000),
     "max_spend": (0, (1 << 64) - 1),
@@ -540,6 +545,13 @@ def find_broken_invariant(state: State, governed: Governed) -> str | None:
     problem = validate_params_consistent(governed.params)
     if problem is not None:
         return problem
+    if governed.params.max_transaction_bytes < MIN_GOVERNED_TRANSACTION_BYTES:
+        # A genesis may choose tiny transactions; a vote may not shrink them below the size
+        # of a proposal, which would leave no way to vote them back.
+        return (
+            f"max_transaction_bytes below {MIN_GOVERNED_TRANSACTION_BYTES} would leave no "
+            "room for proposals"
+        )
     subnets = len(state.tables["subnets"])
     if governed.params.max_subnets < subnets:
         return f"{subnets} subnets exist; max_subnets cannot be lower"
@@ -1026,156 +1038,6 @@ def check_invariants(state: State) -> None:
             raise InvariantViolated(f"proposal {proposal.id} was enacted before its timelock")
         if proposal.status != STREAMING and proposal.escrow:
             raise InvariantViolated(f"proposal {proposal.id} holds escrow without streaming")
-
-
-# --- JSON form (HTTP API, CLI, simulator) ---------------------------------------------
-
-
-def proposal_to_json(state: State, proposal: Proposal, include_votes: bool) -> dict[str, Any]:
-    """A proposal with its action, the rules it copied, its tally and timeline (and ballots)."""
-    kind = get_kind(proposal.kind)
-    tally = proposal.tally
-    entry: dict[str, Any] = {
-        "id": proposal.id,
-        "proposer": ADDRESS.to_json(proposal.proposer),
-        "kind": PROPOSAL_KIND_NAMES[proposal.kind],
-        "track": TRACK_NAMES[proposal.track],
-        "status": STATUSES[proposal.status],
-        "action": kind.body.to_json(decode_action(proposal)),
-        "deposit": proposal.deposit,
-        "rules": {
-            **{name: getattr(proposal.rules, name) for name in TRACK_BOUNDS},
-            "veto_threshold_u16": proposal.veto_threshold_u16,
-        },
-        "tally": {
-            "yes": tally.yes,
-            "no": tally.no,
-            "abstain": tally.abstain,
-            "veto": tally.veto,
-            "turnout": tally.turnout,
-            "total_power": proposal.total_power,
-            "quorum_reached": is_quorum_reached(
-                tally, proposal.rules.quorum_u16, proposal.total_power
-            ),
-        },
-        "timeline": {
-            "submitted_at": proposal.submitted_at,
-            "voting_ends_at": proposal.voting_ends_at,
-            "extended": proposal.extended,
-            "closed_at": proposal.closed_at or None,
-            "enact_at": proposal.enact_at or None,
-            "enacted_at": proposal.enacted_at or None,
-        },
-    }
-    if proposal.kind == TREASURY_SPEND_KIND:
-        entry["stream"] = {
-            "payments_made": proposal.payments_made,
-            "escrow": proposal.escrow,
-            "next_payment_at": proposal.next_payment_at or None,
-        }
-    if include_votes:
-        entry["votes"] = [
-            {
-                "voter": ADDRESS.to_json(voter),
-                "choice": CHOICES[ballot.choice],
-                "conviction": ballot.conviction,
-                "stake": ballot.stake,
-                "contribution": ballot.contribution,
-                "power": ballot.power,
-                "height": ballot.height,
-            }
-            for voter, ballot in get_ballots(state, proposal.id)
-        ]
-    return entry
-
-
-def governance_params_to_json(state: State) -> dict[str, Any]:
-    """Every governable number: its current value and the hard bounds no vote can cross."""
-    params = state.params
-    return {
-        "params": {
-            name: {"value": getattr(params, name), "min": low, "max": high}
-            for name, (low, high) in PARAM_BOUNDS.items()
-        },
-        "tracks": {
-            name: {
-                field: {"value": getattr(rules, field), "min": low, "max": high}
-                for field, (low, high) in TRACK_BOUNDS.items()
-            }
-            for name, rules in zip(TRACK_NAMES, get_tracks(state), strict=True)
-        },
-        "hyperparameter_bounds": {
-            name: dict(
-                zip(("min", "max"), get_hyperparameter_bounds(state, name), strict=True),
-                hard_min=low,
-                hard_max=high,
-            )
-            for name, (low, high) in HYPERPARAMETER_BOUNDS.items()
-        },
-        "proposal_kinds": sorted(PROPOSAL_KIND_NAMES.values()),
-        "choices": list(CHOICES),
-        "max_conviction": MAX_CONVICTION,
-    }
-
-
-def treasury_to_json(state: State) -> dict[str, Any]:
-    """The treasury's balance, its share of emission, and the streams it committed to."""
-    streams = []
-    for proposal in get_proposals(state):
-        if proposal.status != STREAMING:
-            continue
-        action = decode_action(proposal)
-        streams.append(
-            {
-                "proposal": proposal.id,
-                "recipient": ADDRESS.to_json(action.recipient),
-                "amount": action.amount,
-                "payments": action.payments,
-                "payments_made": proposal.payments_made,
-                "escrow": proposal.escrow,
-                "next_payment_at": proposal.next_payment_at,
-            }
-        )
-    return {
-        "balance": state.get_ledger("treasury"),
-        "emission_share_u16": state.params.treasury_emission_u16,
-        "committed_to_streams": sum(s["escrow"] for s in streams),
-        "streams": streams,
-        "height": state.head.height,
-    }
-
-
-def proposal_from_json(value: Any, path: str = "proposal") -> Any:
-    """A proposal body from the JSON a person writes, checked as ``validate_basic`` would.
-
-    ``{"kind": "param_change", "changes": {"min_fee": 2000}, "description": "..."}``;
-    ``treasury_spend`` takes ``recipient``, ``amount`` (base units), ``payments`` (default 1);
-    ``emission_shares`` takes ``shares`` (``{"1": 3, "2": 1}``: netuid to share); ``cancel``
-    takes ``target`` (a proposal id); ``text`` only its ``description``. Amounts are base
-    units, as everywhere on the chain.
-    """
-    if not isinstance(value, dict):
-        raise MalformedTransaction(f"{path}: expected an object")
-    names = {name: kind for kind, name in PROPOSAL_KIND_NAMES.items()}
-    name = value.get("kind")
-    if name not in names:
-        raise MalformedTransaction(f"{path}.kind: one of {', '.join(names)}, got {name!r}")
-    fields_json = {key: item for key, item in value.items() if key != "kind"}
-    fields_json.setdefault("description", "")
-    if name == "param_change" and isinstance(fields_json.get("changes"), dict):
-        fields_json["changes"] = [list(item) for item in fields_json["changes"].items()]
-    if name == "treasury_spend":
-        fields_json.setdefault("payments", 1)
-    if name == "emission_shares" and isinstance(fields_json.get("shares"), dict):
-        shares = []
-        for netuid, share in fields_json["shares"].items():
-            if not netuid.isdigit():
-                raise MalformedTransaction(f"{path}.shares: {netuid!r} is not a netuid")
-            shares.append([int(netuid), share])
-        fields_json["shares"] = shares
-    body = get_kind(names[name]).body.from_json(fields_json, path)
-    validate_proposal(body)
-    return body
 
 
 def validate_proposal(body: Any) -> None:

@@ -24,7 +24,7 @@ from agora.protocol.errors import (
 )
 from agora.protocol.kinds import BlockContext, Transaction, TransactionKind
 from agora.protocol.state import State
-from agora.protocol.voting_power import validate_unlocked
+from agora.protocol.voting_power import change_coldkey_stake, get_coldkey_stake, validate_unlocked
 
 HOTKEYS_TAG = 20
 STAKES_TAG = 21
@@ -74,11 +74,6 @@ def get_stake(state: State, hotkey: Address, coldkey: Address) -> int:
     return amount
 
 
-def get_coldkey_stake(state: State, coldkey: Address) -> int:
-    """Everything ``coldkey`` has staked, on every hotkey (what its votes weigh)."""
-    return sum(amount for (_, cold), amount in state.tables["stakes"].items() if cold == coldkey)
-
-
 def get_total_staked(state: State) -> int:
     return sum(info.total_stake for _, info in state.tables["hotkeys"].items())
 
@@ -106,6 +101,7 @@ def increase_stake(state: State, hotkey: Address, coldkey: Address, amount: int)
     info = get_hotkey(state, hotkey)
     state.tables["stakes"].set((hotkey, coldkey), get_stake(state, hotkey, coldkey) + amount)
     state.tables["hotkeys"].set(hotkey, replace(info, total_stake=info.total_stake + amount))
+    change_coldkey_stake(state, coldkey, amount)
 
 
 def decrease_stake(state: State, hotkey: Address, coldkey: Address, amount: int) -> None:
@@ -118,6 +114,7 @@ def decrease_stake(state: State, hotkey: Address, coldkey: Address, amount: int)
     else:
         state.tables["stakes"].set((hotkey, coldkey), staked - amount)
     state.tables["hotkeys"].set(hotkey, replace(info, total_stake=info.total_stake - amount))
+    change_coldkey_stake(state, coldkey, -amount)
 
 
 def distribute_dividends(state: State, hotkey: Address, amount: int) -> None:

@@ -1,17 +1,24 @@
 """Subnets and registration: markets for one kind of AI work, and the neurons that join them.
 
 A subnet is created by a coldkey (its owner) who locks ``subnet_lock_cost``; it names a task
-kind (``embedding``, ``generation``, ...) with its configuration, and carries the
-hyperparameters of its consensus, which the owner may change within ``HYPERPARAMETER_BOUNDS``.
+kind with its configuration, and carries the hyperparameters of its consensus, which the owner
+may change within ``HYPERPARAMETER_BOUNDS``.
 
 A hotkey joins a subnet by burning the current registration price (docs/yuma.md §10): the
 price decays every block with a half-life and is multiplied after each registration, so that
 a burst of registrations makes the next one dear. When the subnet is full, the newcomer
 replaces the uid that pruning picks. A neuron publishes its endpoint with ``serve``.
+
+The ledger knows no list of task kinds: any well-formed one is accepted (``is_task_kind``: a
+lowercase letter, then lowercase letters, digits, ``.``, ``_`` or ``-``, at most
+``TASK_KIND_MAX_BYTES``), with a configuration that is a JSON object of at most
+``TASK_CONFIG_MAX_BYTES``. Which kinds a miner or validator can run is up to the task
+plug-ins installed beside it (``agora.tasks.registry``), so a new task needs no new ledger.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -41,6 +48,7 @@ from agora.protocol.consensus.registration import (
     compute_immortal_owner_uids,
     compute_uid_to_prune,
 )
+from agora.protocol.consensus.yuma import DEFAULT_YUMA_PARAMS, YumaParams
 from agora.protocol.errors import (
     AlreadyRegistered,
     HyperparameterOutOfBounds,
@@ -67,28 +75,36 @@ NO_HOTKEY = Address(bytes(32))
 MAX_UIDS_LIMIT = 4096
 # The owner's uids that pruning never picks (the chain's ``ImmuneOwnerUidsLimit``).
 IMMUNE_OWNER_UIDS_LIMIT = 1
-TASK_KINDS = ("embedding", "generation", "classification", "federated", "custom")
+TASK_KIND_MAX_BYTES = 32
+TASK_CONFIG_MAX_BYTES = 2048
+_TASK_KIND_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
+_TASK_KIND_REST = _TASK_KIND_FIRST | frozenset("0123456789._-")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hyperparameters:
-    """A subnet's consensus and registration rules (units as in docs/yuma.md §3)."""
+    """A subnet's consensus and registration rules (units as in docs/yuma.md §3).
+
+    The consensus fields default to ``DEFAULT_YUMA_PARAMS``, the one statement of a new
+    subnet's consensus defaults, which the simulator reads too. The field order is the
+    encoding's: never reorder.
+    """
 
     tempo: int = 100
     max_uids: int = 256
     immunity_period: int = 4096
     min_non_immune_uids: int = 10
-    kappa_u16: int = 32_767
-    bonds_penalty_u16: int = 65_535
-    bonds_moving_average: int = 900_000
-    yuma3: bool = True
-    liquid_alpha: bool = False
-    alpha_low_u16: int = 45_875
-    alpha_high_u16: int = 58_982
-    alpha_sigmoid_steepness: int = 1_000
-    max_validators: int = 64
-    activity_cutoff: int = 5_000
-    stake_threshold: int = 0
+    kappa_u16: int = DEFAULT_YUMA_PARAMS.kappa_u16
+    bonds_penalty_u16: int = DEFAULT_YUMA_PARAMS.bonds_penalty_u16
+    bonds_moving_average: int = DEFAULT_YUMA_PARAMS.bonds_moving_average
+    yuma3: bool = DEFAULT_YUMA_PARAMS.yuma3
+    liquid_alpha: bool = DEFAULT_YUMA_PARAMS.liquid_alpha
+    alpha_low_u16: int = DEFAULT_YUMA_PARAMS.alpha_low_u16
+    alpha_high_u16: int = DEFAULT_YUMA_PARAMS.alpha_high_u16
+    alpha_sigmoid_steepness: int = DEFAULT_YUMA_PARAMS.alpha_sigmoid_steepness
+    max_validators: int = DEFAULT_YUMA_PARAMS.max_validators
+    activity_cutoff: int = DEFAULT_YUMA_PARAMS.activity_cutoff
+    stake_threshold: int = DEFAULT_YUMA_PARAMS.stake_threshold
     commit_reveal: bool = True
     reveal_period_epochs: int = 1
     weights_rate_limit: int = 100
@@ -139,6 +155,11 @@ HYPERPARAMETERS_RECORD: Record[Hyperparameters] = Record(
 )
 
 
+def compute_yuma_params(hyperparameters: Hyperparameters) -> YumaParams:
+    """The consensus parameters an epoch of a subnet with these hyperparameters runs with."""
+    return YumaParams(**{f.name: getattr(hyperparameters, f.name) for f in fields(YumaParams)})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Subnet:
     netuid: int
@@ -163,8 +184,8 @@ SUBNET_RECORD: Record[Subnet] = Record(
         ("netuid", U16),
         ("owner", ADDRESS),
         ("owner_hotkey", ADDRESS),
-        ("task_kind", Text(32)),
-        ("task_config", Text(2048)),
+        ("task_kind", Text(TASK_KIND_MAX_BYTES)),
+        ("task_config", Text(TASK_CONFIG_MAX_BYTES)),
         ("locked", U64),
         ("hyperparameters", HYPERPARAMETERS_RECORD),
         ("burn", U64),
@@ -367,10 +388,39 @@ class CreateSubnet:
     owner_hotkey: Address  # NO_HOTKEY (all zeros) for none
 
 
+def is_task_kind(name: str) -> bool:
+    """A lowercase letter, then lowercase letters, digits, ``.``, ``_`` or ``-``; at most
+    ``TASK_KIND_MAX_BYTES`` (so ASCII only, and the name is also a Python entry-point name)."""
+    return (
+        0 < len(name) <= TASK_KIND_MAX_BYTES
+        and name[0] in _TASK_KIND_FIRST
+        and all(character in _TASK_KIND_REST for character in name)
+    )
+
+
+def is_task_config(text: str) -> bool:
+    """A JSON object of at most ``TASK_CONFIG_MAX_BYTES`` of UTF-8 (the codec bounds the size;
+    a JSON text nested past the parser's depth is refused like any malformed one)."""
+    if len(text.encode()) > TASK_CONFIG_MAX_BYTES:
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def validate_create_subnet(tx: Transaction) -> None:
     body: CreateSubnet = tx.body
-    if body.task_kind not in TASK_KINDS:
-        raise InvalidField(f"task_kind must be one of {', '.join(TASK_KINDS)}")
+    if not is_task_kind(body.task_kind):
+        raise InvalidField(
+            f"task_kind {body.task_kind[:TASK_KIND_MAX_BYTES]!r} is malformed: a lowercase "
+            f"letter, then lowercase letters, digits, '.', '_' or '-', at most "
+            f"{TASK_KIND_MAX_BYTES} characters"
+        )
+    if not is_task_config(body.task_config):
+        raise InvalidField(
+            f"task_config must be a JSON object of at most {TASK_CONFIG_MAX_BYTES} bytes"
+        )
 
 
 def process_create_subnet(state: State, tx: Transaction, context: BlockContext) -> None:
@@ -561,7 +611,11 @@ KINDS = (
         name="create_subnet",
         body=Record(
             CreateSubnet,
-            (("task_kind", Text(32)), ("task_config", Text(2048)), ("owner_hotkey", ADDRESS)),
+            (
+                ("task_kind", Text(TASK_KIND_MAX_BYTES)),
+                ("task_config", Text(TASK_CONFIG_MAX_BYTES)),
+                ("owner_hotkey", ADDRESS),
+            ),
         ),
         validate=validate_create_subnet,
         process=process_create_subnet,

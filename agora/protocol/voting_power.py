@@ -2,10 +2,12 @@
 
 Verified contribution is what the ledger itself paid an account for measured work: a
 miner's incentive (to the neuron's coldkey) and a validator's dividends (to the coldkey that
-owns the validator's hotkey), recorded by the epoch step as it pays them. Each account keeps
-one row: the amounts earned in each of the last ``contribution_window_epochs`` governance
-epochs (``governance_epoch_blocks`` long), so the table is bounded by the number of earning
-accounts times the window, and an older epoch drops out as a newer one is written.
+owns the validator's hotkey), recorded by the epoch step as it pays them, and the royalties a
+served model pays its data contributors by credit (``data.process_model_royalties``).
+Each account keeps one row: the amounts earned in each of the last
+``contribution_window_epochs`` governance epochs (``governance_epoch_blocks`` long), so the
+table is bounded by the number of earning accounts times the window, and an older epoch drops
+out as a newer one is written.
 
 A vote locks the stake it counted until the proposal's voting is over (plus, with
 conviction, longer): the same tokens cannot be unstaked, moved to another account and
@@ -21,12 +23,13 @@ from dataclasses import dataclass
 
 from agora.protocol.address import Address
 from agora.protocol.codec import U64, ListOf, Record, TupleOf, decode_field, encode_field
-from agora.protocol.errors import StakeLockedByVote
+from agora.protocol.errors import InvariantViolated, StakeLockedByVote
 from agora.protocol.kinds import TransactionKind
 from agora.protocol.state import State
 
 CONTRIBUTIONS_TAG = 54
 VOTE_LOCKS_TAG = 55
+COLDKEY_STAKES_TAG = 58
 # The hard upper bound of ``contribution_window_epochs``: the most entries a row holds.
 MAX_CONTRIBUTION_WINDOW = 64
 
@@ -49,6 +52,12 @@ def register_tables(state: State) -> None:
         (lambda row: encode_field(EARNINGS_ROW, row), lambda raw: decode_field(EARNINGS_ROW, raw)),
     )
     state.add_table(
+        COLDKEY_STAKES_TAG,
+        "coldkey_stakes",
+        (bytes, lambda raw: Address(bytes(raw))),
+        (lambda amount: amount.to_bytes(8, "big"), lambda raw: int.from_bytes(raw, "big")),
+    )
+    state.add_table(
         VOTE_LOCKS_TAG,
         "vote_locks",
         (bytes, lambda raw: Address(bytes(raw))),
@@ -64,7 +73,31 @@ def compute_supply_held(state: State) -> int:
 
 
 def check_invariants(state: State) -> None:
-    """Voting power checks no invariant of its own: it holds no base units."""
+    """Each coldkey's stake total is the sum of its stakes on every hotkey."""
+    totals: dict[Address, int] = {}
+    for (_, coldkey), amount in state.tables["stakes"].items():
+        totals[coldkey] = totals.get(coldkey, 0) + amount
+    if totals != dict(state.tables["coldkey_stakes"].items()):
+        raise InvariantViolated("a coldkey's stake total differs from the sum of its stakes")
+
+
+# --- stake per coldkey ------------------------------------------------------------------
+
+
+def get_coldkey_stake(state: State, coldkey: Address) -> int:
+    """Everything ``coldkey`` has staked, on every hotkey: what its votes weigh. Kept as a
+    total per coldkey so that a vote costs the same however many stakes the chain holds."""
+    amount: int = state.tables["coldkey_stakes"].get(coldkey, 0)
+    return amount
+
+
+def change_coldkey_stake(state: State, coldkey: Address, delta: int) -> None:
+    """Staking's writers call this with every change to one of the coldkey's stakes."""
+    amount = get_coldkey_stake(state, coldkey) + delta
+    if amount == 0:
+        state.tables["coldkey_stakes"].delete(coldkey)
+    else:
+        state.tables["coldkey_stakes"].set(coldkey, amount)
 
 
 # --- contribution ------------------------------------------------------------------------

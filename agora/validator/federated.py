@@ -74,7 +74,9 @@ class FederatedValidator:
         for hotkey, score in zip(hotkeys, scores, strict=True):
             self.memory.update(hotkey, score)
         metagraph = await self.client.get_metagraph(self.netuid)
-        uids = {decode_address(n["hotkey"]): n["uid"] for n in metagraph["neurons"]}
+        uids: dict[bytes, int] = {
+            decode_address(n["hotkey"]): n["uid"] for n in metagraph["neurons"]
+        }
         known = [h for h in self.memory.averages if h in uids]
         chosen = [
             (uids[h], w)

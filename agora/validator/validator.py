@@ -7,7 +7,9 @@ separate loop follows the chain block by block and commits the averages as weigh
 epoch, then reveals them in the epoch the subnet's schedule names.
 
 Nothing a miner does can stop a round: every call has a timeout, and a hang, a crash, an error
-or garbage scores 0 with the reason logged. The validator's memory (averages, commits waiting
+or garbage scores 0 with the reason logged. Latency is scored against the round's median
+answer, not a wall clock (``tasks.base.scale_to_round``), so honest miners on a busy machine
+are paid from the first round. The validator's memory (averages, commits waiting
 to be revealed, the epoch of its last commit) is a JSON file written atomically before each
 transaction is sent, so a restarted validator reveals what it committed and never commits
 twice in one epoch.
@@ -44,7 +46,7 @@ from agora.protocol.data import FEDERATED_TASK
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.transactions import compute_transaction_hash
 from agora.protocol.weights import CommitWeights, RevealWeights, SetWeights
-from agora.tasks.base import Challenge
+from agora.tasks.base import Challenge, compute_round_latency_ms, scale_to_round
 from agora.tasks.registry import get_task, load_reference_backend
 from agora.validator.federated import FederatedValidator
 from agora.validator.schedule import epoch_of_block, is_safe_to_send
@@ -55,6 +57,10 @@ log = logging.getLogger("agora.validator")
 
 HOTKEY_FEE_FLOAT = BASE_UNITS_PER_AGR
 SEND_MARGIN_BLOCKS = 2
+# A miner gets this many times its challenge's timeout to answer: on a machine busy loading
+# models every answer is slow, and latency is scored against the round, so a late answer
+# still earns credit where no answer earns none.
+ANSWER_PATIENCE = 3
 
 
 @dataclass(slots=True, kw_only=True)
@@ -175,13 +181,17 @@ class Validator:
         answers = await asyncio.gather(
             *(self._ask(n, c) for n, c in zip(targets, challenges, strict=True))
         )
+        round_latency_ms = compute_round_latency_ms(
+            [latency_ms for response, latency_ms, _ in answers if response is not None]
+        )
         outcomes = []
         for neuron, challenge, (response, latency_ms, reason) in zip(
             targets, challenges, answers, strict=True
         ):
             score = 0
             if response is not None:
-                score, reason = await self._score(challenge, response, latency_ms)
+                scaled = scale_to_round(challenge, round_latency_ms)
+                score, reason = await self._score(scaled, response, latency_ms)
             outcomes.append(Outcome(neuron.uid, neuron.hotkey, score, latency_ms, reason))
         self._remember(outcomes)
         return outcomes
@@ -195,7 +205,7 @@ class Validator:
                 neuron.hotkey,
                 self.task.ROUTE,
                 challenge.request,
-                timeout_s=challenge.timeout_ms / 1000,
+                timeout_s=ANSWER_PATIENCE * challenge.timeout_ms / 1000,
             )
         except AgoraError as error:
             return None, challenge.timeout_ms, f"error[{error.code}] {error.message}"[:120]

@@ -436,7 +436,8 @@ class Keystore:
             raise KeyExists(
                 f"wallet {wallet!r} already exists: pass --overwrite to replace its coldkey"
             )
-        _make_private_dir(directory, parents=True)
+        _make_private_dir(self.root, parents=True)  # an existing root left open is closed
+        _make_private_dir(directory, parents=False)
         write_private_file(directory / COLDKEY_FILE, keyfile, overwrite=overwrite)
         write_private_file(
             directory / COLDKEY_PUB_FILE, encode_coldkey_pub(address), overwrite=True

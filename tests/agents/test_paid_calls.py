@@ -37,13 +37,6 @@ from agent_helpers import (
     send,
     serving,
 )
-from agora.payments.errors import (
-    ChannelExpiring,
-    InsufficientPayment,
-    InvalidVoucher,
-    PaymentRequired,
-    VoucherReplayed,
-)
 from node_helpers import NodeProcesses
 
 from agora.agents import Client, service
@@ -59,6 +52,13 @@ from agora.agents.errors import (
 from agora.agents.wire import CALL_PATH, PAYMENT_HEADER, encode_payment_header
 from agora.client.client import NodeApiError, NodeClient
 from agora.node.devchain import DEV_CHAIN_ID
+from agora.payments.errors import (
+    ChannelExpiring,
+    InsufficientPayment,
+    InvalidVoucher,
+    PaymentRequired,
+    VoucherReplayed,
+)
 from agora.protocol.address import Address
 from agora.protocol.channels import (
     OpenChannel,
@@ -66,12 +66,11 @@ from agora.protocol.channels import (
     compute_claim_split,
     sign_voucher,
 )
+from agora.protocol.errors import InvalidEndpointProof, MissingEndpointProof
 from agora.protocol.params import Params
 from agora.protocol.services import (
     MIN_SERVICE_BOND,
     NO_MODEL,
-    InvalidEndpointProof,
-    MissingEndpointProof,
     RegisterService,
     compute_service_id,
     sign_endpoint,
@@ -126,6 +125,10 @@ def test_a_thousand_paid_calls_cost_one_open_and_one_claim(chain: Chain) -> None
                 seller_nonce = await get_nonce(node, seller)
                 async with Client(node_url=chain.url, payer=BUYER, deposit_calls=1000) as client:
                     found = await client.find(tag="test")
+                    assert await node.list_services(tag="test", max_price=PRICE - 1) == []
+                    assert await node.list_services(tag="test", unit="second") == []
+                    listed = await node.list_services(owner=seller.address, max_price=PRICE)
+                    assert [s["id"] for s in listed] == ["0x" + server.service_id.hex()]
                     assert found.service_id == server.service_id
                     assert found.price == PRICE
                     CALLS.clear()

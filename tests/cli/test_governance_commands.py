@@ -150,6 +150,14 @@ def test_propose_vote_show_list_and_enactment(cli: Cli, node: NodeProcess, tmp_p
     assert "track signal" in cli.run("gov", "params").stdout
 
 
+def test_a_spend_in_agr_is_checked_in_base_units(cli: Cli, tmp_path: Path) -> None:
+    spend = {"kind": "treasury_spend", "recipient": BOB.address, "amount": "2.5", "payments": 3}
+    checked = cli.json("gov", "propose", write(tmp_path, "spend.json", spend), "--check")
+    assert checked["body"]["amount"] == 2_500_000_000 and checked["body"]["payments"] == 3
+    bad = write(tmp_path, "bad.json", {**spend, "amount": "two"})
+    assert_user_error(cli.run("gov", "propose", bad, "--check"), 2)
+
+
 def test_treasury_show(cli: Cli, node: NodeProcess) -> None:
     treasury = cli.json("treasury", "show")
     assert treasury["balance"] > 0 and treasury["streams"] == []

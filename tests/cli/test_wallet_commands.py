@@ -88,11 +88,11 @@ def test_human_output_shows_the_addresses(cli: Cli) -> None:
 
 def test_password_prompt_with_confirmation_keeps_stdout_json(cli: Cli) -> None:
     result = cli.run(
-        "create", "alice", "--kdf", "minimum", "--json", password=None, input="pw1\npw1\n"
+        "create", "alice", "--kdf", "minimum", "--json", password=None, input="pw1-long\npw1-long\n"
     )
     assert result.exit_code == 0, result.output
     created = json.loads(result.stdout)
-    exported = cli.run("export", "alice", "--unsafe-plaintext", password=None, input="pw1\n")
+    exported = cli.run("export", "alice", "--unsafe-plaintext", password=None, input="pw1-long\n")
     assert exported.exit_code == 0, exported.output
     seed_hex = exported.stdout.strip()
     assert Keypair.from_seed_hex(seed_hex).address == created["coldkey_address"]
@@ -198,3 +198,20 @@ def test_corrupt_keyfile_is_a_user_error(cli: Cli) -> None:
 def test_missing_keyfile_to_import_is_a_user_error(cli: Cli, tmp_path: Path) -> None:
     result = cli.run("import", "alice", "--keyfile", str(tmp_path / "absent.json"))
     assert_user_error(result, 2)
+
+
+def test_a_short_new_password_is_refused(cli: Cli) -> None:
+    for password in ("x", "1234567"):
+        result = cli.run("create", "shorty", "--kdf", "minimum", password=password)
+        assert_user_error(result, 3109)
+        assert "at least 8 characters" in result.stderr
+    assert cli.json("list", password=None)["wallets"] == []
+    assert cli.json("create", "shorty", "--kdf", "minimum", password="12345678")["wallet"]
+
+
+def test_an_existing_world_writable_wallets_folder_is_made_private(cli: Cli) -> None:
+    cli.wallet_dir.mkdir(parents=True)
+    cli.wallet_dir.chmod(0o777)
+    cli.json("create", "alice", "--kdf", "minimum")
+    assert cli.wallet_dir.stat().st_mode & 0o777 == 0o700
+    assert (cli.wallet_dir / "alice").stat().st_mode & 0o777 == 0o700

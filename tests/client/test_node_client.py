@@ -184,6 +184,8 @@ async def exercise_every_method(client: NodeClient) -> None:
     assert isinstance(await client.get_lineage(), dict)
     with pytest.raises(NodeApiError):
         await client.get_federated_model(b"\x02" * 32)
+    with pytest.raises(NodeApiError):
+        await client.get_federation(netuid)  # an embedding subnet federates nothing
     stream = client.stream_blocks()
     first = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0.2)

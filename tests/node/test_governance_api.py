@@ -19,6 +19,7 @@ from node_helpers import NodeProcess, NodeProcesses, get_dev_keys, wait_for
 from agora.client.client import NodeClient
 from agora.client.transactions import make_transaction
 from agora.node.devchain import DEV_CHAIN_ID
+from agora.protocol.errors import ParameterOutOfBounds, UnknownParameter
 from agora.protocol.governance import ProposeParamChange, ProposeText, Vote
 from agora.protocol.params import BASE_UNITS_PER_AGR, PARAM_BOUNDS
 
@@ -147,3 +148,25 @@ def test_the_client_reads_the_same_json(node: NodeProcess) -> None:
     assert first == node.get_json(f"/v1/governance/proposals/{first['id']}")
     assert params["max_conviction"] == 6
     assert treasury["height"] <= node.get_json("/v1/head")["height"]
+
+
+def test_a_proposal_outside_the_bounds_is_refused_at_admission(node: NodeProcess) -> None:
+    before = node.account(ALICE.address)
+    for changes, code in [
+        ((("max_fee", 1),), UnknownParameter.code),
+        ((("treasury_emission_u16", 65_535),), ParameterOutOfBounds.code),
+    ]:
+        raw = make_transaction(
+            chain_id=DEV_CHAIN_ID,
+            public_key=ALICE.public_key,
+            sign=ALICE.sign,
+            nonce=before["next_nonce"],
+            fee=node.get_json("/v1/chain")["params"]["min_fee"],
+            body=ProposeParamChange(changes=changes, description=""),
+        )
+        response = node.post("/v1/transactions", {"transaction": {"raw": "0x" + raw.hex()}})
+        assert response.status == 400 and response.json()["error"]["code"] == code
+    assert node.account(ALICE.address) == {
+        **before,
+        "height": node.account(ALICE.address)["height"],
+    }

@@ -76,6 +76,7 @@ from agora.protocol.genesis import create_genesis_state
 from agora.protocol.invariants import check_invariants
 from agora.protocol.params import Params
 from agora.protocol.transition import apply_block
+from agora.protocol.voting_power import get_contribution
 from agora.tasks import federated
 
 
@@ -308,6 +309,9 @@ def test_paid_requests_to_a_served_model_pay_its_contributors_by_credit(
     )
     channel_id = compute_channel_id(PAYER.address, nonce)
     before = {key.address: get_balance(state, key.address) for key in CONTRIBUTORS + [SERVER]}
+    earned = {
+        k.address: get_contribution(state, k.address, network.chain.height) for k in CONTRIBUTORS
+    }
     params = Params()
     cumulative = 0
     for request in range(1, 8):  # seven paid requests, claimed after the third and the seventh
@@ -331,6 +335,10 @@ def test_paid_requests_to_a_served_model_pay_its_contributors_by_credit(
     fees = 2 * params.min_fee  # the server's two claim transactions
     assert get_balance(state, SERVER.address) - before[SERVER.address] == server_expected - fees
     assert sum(expected.values()) > 0
+    # Royalties are paid for measured work: they count as verified contribution in votes.
+    for key in CONTRIBUTORS:
+        now = get_contribution(state, key.address, network.chain.height)
+        assert now - earned[key.address] == expected.get(key.address, 0)
 
 
 def test_serving_needs_every_credited_contributor_to_allow_inference(

@@ -317,6 +317,8 @@ def test_stateless_refusals_cost_nothing() -> None:
         (param_change(("hyperparameter.tempo.middle", 1)), UnknownParameter.code),
         (param_change(("min_fee", PARAM_BOUNDS["min_fee"][1] + 1)), ParameterOutOfBounds.code),
         (param_change(("track.parameters.quorum_u16", 1)), ParameterOutOfBounds.code),
+        (param_change(("track.parameters.quorum_u16", 65_535)), ParameterOutOfBounds.code),
+        (param_change(("track.emergency.threshold_u16", 65_535)), ParameterOutOfBounds.code),
         (param_change(("hyperparameter.tempo.max", 50_001)), ParameterOutOfBounds.code),
         (param_change(), MalformedProposal.code),
         (param_change(("min_fee", 1), ("min_fee", 2)), MalformedProposal.code),
@@ -345,7 +347,11 @@ def test_stateful_refusals_change_nothing_but_nonce_and_fee() -> None:
     assert chain.send(
         gov.owner, CreateSubnet(task_kind="embedding", task_config="{}", owner_hotkey=NO_HOTKEY)
     ).success
-    for change in [("default_take_u16", 20_000), ("max_subnets", 1)]:
+    for change in [
+        ("default_take_u16", 20_000),
+        ("max_subnets", 1),
+        ("max_transaction_bytes", 300),
+    ]:
         assert_refused(chain, alice, param_change(change), ParameterChangeBreaksInvariant.code)
     assert_refused(
         chain, alice, param_change(("supply_cap", 1)), ParameterChangeBreaksInvariant.code

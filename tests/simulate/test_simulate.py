@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from protocol_helpers import Chain, create_subnet, make_genesis_state, make_keys
 
-from agora.protocol.consensus.yuma import EpochInputs, YumaParams, compute_epoch
-from agora.simulate import ScenarioError, load_scenario, run_scenario
+from agora.protocol.consensus.yuma import (
+    DEFAULT_YUMA_PARAMS,
+    EpochInputs,
+    YumaParams,
+    compute_epoch,
+)
+from agora.protocol.emission import compute_epoch_inputs
+from agora.protocol.subnets import Hyperparameters, compute_yuma_params, get_subnet
+from agora.simulate import ScenarioError, load_scenario, read_params, run_scenario
 
 M = 65_535
 OUTPUT_KEYS = {
@@ -30,7 +38,8 @@ OUTPUT_KEYS = {
 
 def scenario(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "params": {"tempo": 1, "max_validators": 2},
+        # Original (Yuma2) bonds, named: a new subnet's default is Yuma3.
+        "params": {"tempo": 1, "max_validators": 2, "yuma3": False},
         "neurons": [{"stake": 3}, {"stake": 1}, {"stake": 0}, {"stake": 0}],
         "ops": [
             {"op": "epoch", "block": 1},
@@ -113,10 +122,23 @@ def test_the_simulator_is_the_consensus_module() -> None:
 def test_defaults_fill_omitted_parameters() -> None:
     minimal = {"neurons": [{"stake": 5}, {"stake": 5}], "ops": [{"op": "epoch", "block": 1}]}
     (out,) = run_scenario(minimal)
-    # max_validators defaults to the number of neurons; emission to 10**9.
+    # max_validators defaults to a new subnet's (64, more than these neurons); emission to 10**9.
     assert out["validator_permit"] == [True, True]
     assert out["emission"] == [500_000_000, 500_000_000]
     assert run_scenario({"neurons": [{"stake": 1}]}) == []
+
+
+def test_the_simulator_and_the_chain_share_their_consensus_defaults() -> None:
+    """What a scenario omits takes the value a new subnet has on the ledger: one object."""
+    simulated, tempo = read_params({})
+    assert simulated == DEFAULT_YUMA_PARAMS and tempo == 1
+    assert compute_yuma_params(Hyperparameters()) == DEFAULT_YUMA_PARAMS
+    # The ledger's own path: a subnet created by a transaction runs its epochs with them.
+    keys = make_keys(2)
+    chain = Chain(make_genesis_state(keys))
+    netuid = create_subnet(chain, keys[0])
+    subnet = get_subnet(chain.state, netuid)
+    assert compute_epoch_inputs(chain.state, subnet, 0, chain.height).params == simulated
 
 
 def test_replace_neuron_resets_the_uid() -> None:

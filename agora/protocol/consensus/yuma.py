@@ -58,14 +58,18 @@ I32F32_MAX = I32F32.max_bits
 class YumaParams:
     """A subnet's consensus hyperparameters, in the chain's storage units.
 
-    Defaults are those of a new Agora subnet: the chain's runtime defaults, with Yuma3 bonds
-    on and liquid alpha off (docs/yuma.md section 0).
+    The defaults are those of a new Agora subnet, stated here once: the ledger's
+    ``subnets.Hyperparameters`` and the simulator (``agora.simulate``) both take theirs from
+    ``DEFAULT_YUMA_PARAMS``, and a test holds them equal. They are Bittensor's runtime
+    defaults (docs/yuma.md section 3) with two Agora choices, those the ledger has always
+    used, since a new default would change every state root: Yuma3 bonds on and liquid alpha
+    off (docs/yuma.md section 0), and ``max_validators`` 64 (Bittensor's runtime has 128).
     """
 
     kappa_u16: int = 32_767
     bonds_penalty_u16: int = 65_535
     bonds_moving_average: int = 900_000  # millionths; the EMA keeps this share of old bonds
-    max_validators: int = 128
+    max_validators: int = 64
     activity_cutoff: int = 5_000  # blocks without a weights update before a uid is inactive
     stake_threshold: int = 0  # base units
     yuma3: bool = True
@@ -73,6 +77,10 @@ class YumaParams:
     alpha_low_u16: int = 45_875
     alpha_high_u16: int = 58_982
     alpha_sigmoid_steepness: int = 1_000  # i16
+
+
+# The consensus parameters of a new subnet: the one object the chain and the simulator share.
+DEFAULT_YUMA_PARAMS = YumaParams()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

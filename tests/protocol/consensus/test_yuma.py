@@ -74,6 +74,8 @@ def make_inputs(**overrides: Any) -> EpochInputs:
 
 
 # --- the chain's epoch tests ----------------------------------------------------------
+# The chain runs these with Yuma3 off (docs/yuma.md section 3); the scenarios say so, since a
+# scenario that omits it gets a new subnet's default, Yuma3.
 
 
 def test_bonds_sequence_of_the_chain_yuma2() -> None:
@@ -87,7 +89,7 @@ def test_bonds_sequence_of_the_chain_yuma2() -> None:
     ops += [weights_op(2, [2], [M], 4), epoch_op(5)]
     ops += [weights_op(2, [7], [M], 5), epoch_op(6), epoch_op(7), epoch_op(8)]
     scenario = {
-        "params": {"tempo": 1, "bonds_penalty": M, "max_validators": 8},
+        "params": {"tempo": 1, "bonds_penalty": M, "max_validators": 8, "yuma3": False},
         "neurons": neurons([1, 2, 3, 4, 0, 0, 0, 0], registered_at=1),
         "ops": ops,
     }
@@ -124,7 +126,7 @@ def test_active_stake_sequence_of_the_chain() -> None:
     assert compute_activity_cutoff_blocks(13_889, 1) == 13
     half = [32_767, 32_767]
     scenario = {
-        "params": {"tempo": 1, "activity_cutoff": 13, "max_validators": 4},
+        "params": {"tempo": 1, "activity_cutoff": 13, "max_validators": 4, "yuma3": False},
         "neurons": neurons([1, 1, 1, 1], registered_at=0),
         "ops": [
             epoch_op(0),
@@ -155,7 +157,7 @@ def test_outdated_weights_sequence_of_the_chain() -> None:
     """epoch.rs::test_outdated_weights: uid 3 is replaced; stale weights to it stop counting."""
     two_thirds = [2 * (M // 3), M // 3]
     scenario = {
-        "params": {"tempo": 0, "max_validators": 4, "bonds_penalty": M},
+        "params": {"tempo": 0, "max_validators": 4, "bonds_penalty": M, "yuma3": False},
         "neurons": neurons([1, 1, 1, 1], registered_at=1),
         "ops": [
             epoch_op(1),
@@ -416,7 +418,7 @@ def test_commit_block_mask_hides_uids_registered_after_the_commit() -> None:
 
 def test_bonds_to_a_replaced_uid_are_masked_for_one_tempo() -> None:
     scenario: dict[str, Any] = {
-        "params": {"tempo": 2, "max_validators": 4},
+        "params": {"tempo": 2, "max_validators": 4, "yuma3": False},
         "neurons": neurons([1, 1, 0, 0], registered_at=1),
         "ops": [
             epoch_op(1),
