@@ -1,7 +1,8 @@
 """``agora devnet``: a whole network on one machine, from a fresh chain, in one command.
 
 It starts a node (local sequencer, or an Inbox on a local anvil with ``--sequencer
-ethereum``), creates a subnet per built-in task with short epochs, funds a wallet per
+ethereum``), creates a subnet per task (the built-in ones, or any installed kinds named with
+``--tasks``) with short epochs, funds a wallet per
 participant, and starts every miner and validator as its own ``agora miner run`` /
 ``agora validator run`` process: the same commands an operator runs by hand. A cheating miner
 per subnet (random answers by default) shows validators at work. Everything writes under one
@@ -42,7 +43,7 @@ from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, SetHyperparameter
 from agora.wallet.keys import Keypair
 from agora.wallet.keystore import KDF_PRESETS, Keystore
 
-TASKS = ("embedding", "classification", "generation")
+TASKS = ("embedding", "classification", "generation")  # the default; any installed kind runs
 WALLET_PASSWORD = "agora-devnet"  # throwaway wallets, readable by every devnet process
 PARTICIPANT_FUNDS = 10_000 * BASE_UNITS_PER_AGR
 VALIDATOR_STAKE = 5_000 * BASE_UNITS_PER_AGR
