@@ -1,19 +1,20 @@
 """The explorer's index: one SQLite file beside the node's store, built from the blocks alone.
 
-The index replays the node's blocks from genesis through the protocol's own ``apply_block``
-(each block's state root is checked, so what it records is the ledger's) and writes, per block,
-its header facts, its transactions with their receipts and the addresses they name, and, at
-every subnet epoch, the epoch's inputs (weights, stakes, bonds, permits, as of the epoch block,
-read just before Yuma runs) and the outputs the ledger stored on each neuron. "Why this reward"
-recomputes an epoch from those inputs with the protocol's reference Yuma (``compute_epoch``)
-and compares it with the outputs, field by field.
+The index replays the node's blocks from genesis through the protocol's own
+``state_transition`` (signatures are not checked again, the node checked them before storing
+the block; each block's state root is checked, so what it records is the ledger's) and writes,
+per block, its header facts, its transactions with their receipts and the addresses they name,
+and, at every subnet epoch, the epoch's inputs (weights, stakes, bonds, permits, as of the
+epoch block, read just before Yuma runs) and the outputs the ledger stored on each neuron. "Why
+this reward" recomputes an epoch from those inputs with the protocol's reference Yuma
+(``compute_epoch``) and compares it with the outputs, field by field.
 
-Nothing in the index is derived from a clock or from the order blocks arrived in: rebuilding
-it from genesis gives the same rows (``dump_digest`` compares two indexes).
+Nothing in the index is derived from a clock or from the order blocks arrived in: rebuilding it
+from genesis gives the same rows (``dump_digest`` compares two indexes).
 
 The inputs are read by running the block's steps up to the epoch on the replayed state and
-undoing them (``capture_epoch_inputs``), then applying the block for real; only blocks where
-an epoch may fall pay for it.
+undoing them (``capture_epoch_inputs``), then applying the block for real; only blocks where an
+epoch may fall pay for it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from agora.protocol.transactions import (
     decode_transaction,
     get_kind_of,
 )
-from agora.protocol.transition import apply_block, process_transaction
+from agora.protocol.transition import process_transaction, state_transition
 from agora.web.errors import IndexDiverged
 
 INDEX_VERSION = 1
@@ -304,8 +305,11 @@ class Index:
         block_hash = compute_block_hash(block.header)
         written = self.db.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
         inputs = capture_epoch_inputs(self.state, block) if written is None else {}
+        # The node checked every signature before it stored the block; the state root still
+        # checks the replay.
+        trusted = frozenset(compute_transaction_hash(raw) for raw in block.transactions)
         try:
-            applied = apply_block(self.state, block)
+            applied = state_transition(self.state, block, verified_signatures=trusted)
         except Exception as error:
             raise IndexDiverged(f"replaying block {height} failed: {error}") from error
         if written is not None:

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,7 @@ STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 INDEX_FILE = "explorer.db"
 INDEX_BATCH = 200
 INDEX_POLL_SECONDS = 0.2
+INDEX_IDLE_FACTOR = 3  # after each block, idle 3 times as long as it took
 CHANNEL_KINDS = ("open_channel", "top_up_channel", "claim_channel", "close_channel")
 MAX_UINT64 = 2**63 - 1  # SQLite integers are signed 64-bit
 
@@ -80,7 +83,10 @@ class Explorer:
     blocks: NodeBlocks
     task: asyncio.Task[None] | None = None
     failure: str = ""
-    stopping: bool = field(default=False)
+    stopping: bool = False
+    # Held by the indexing thread while it works: closing waits for it (a task's cancellation
+    # does not stop a thread, and its connections must not close under it).
+    busy: threading.Lock = field(default_factory=threading.Lock)
 
 
 EXPLORER = web.AppKey("explorer", Explorer)
@@ -114,17 +120,24 @@ async def _stop_indexing(app: web.Application) -> None:
         explorer.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await explorer.task
+    await asyncio.to_thread(explorer.busy.acquire)
     explorer.blocks.close()
     explorer.index.close()
 
 
 def _index_next(explorer: Explorer) -> int:
-    blocks = explorer.blocks.read(explorer.index.height + 1, INDEX_BATCH)
-    for block in blocks:
+    with explorer.busy:
         if explorer.stopping:
-            break
-        explorer.index.add_block(block)
-    return len(blocks)
+            return 0
+        blocks = explorer.blocks.read(explorer.index.height + 1, INDEX_BATCH)
+        for block in blocks:
+            if explorer.stopping:
+                break
+            started = time.perf_counter()
+            explorer.index.add_block(block)
+            # The node comes first: the index takes at most a share of one core.
+            time.sleep((time.perf_counter() - started) * INDEX_IDLE_FACTOR)
+        return len(blocks)
 
 
 async def _follow(explorer: Explorer) -> None:
