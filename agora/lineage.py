@@ -206,7 +206,9 @@ def _data_id(netuid: int, owner: str) -> str:
 
 
 def to_prov_json(lineage: Lineage) -> str:
-    text: str = to_prov(lineage).serialize(format="json")
+    text = to_prov(lineage).serialize(format="json")
+    if text is None:  # prov returns the document as text when given no destination
+        raise RuntimeError("prov did not return the PROV-JSON document")
     return text
 
 

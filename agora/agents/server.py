@@ -164,7 +164,7 @@ class ServiceServer:
             gate.release(reservation)
             log.warning("service %s failed: %r", self.definition.name, error)
             raise ServiceFailed(f"{self.definition.name} failed: {type(error).__name__}") from None
-        gate.settle(reservation)
+        await gate.settle(reservation)
         self.calls += 1
         receipt = Receipt(
             service_id=self.service_id,

@@ -67,7 +67,9 @@ def _send(node: str | None, key: Keypair, body: Any, json_mode: bool) -> None:
 @subnet_app.command("create")
 @user_errors
 def subnet_create(
-    task: Annotated[str, typer.Option("--task", help="embedding, generation, classification.")],
+    task: Annotated[
+        str, typer.Option("--task", help="The task kind (embedding, or any installed plug-in's).")
+    ],
     wallet: WalletOption,
     config: Annotated[str, typer.Option("--config", help="Task configuration JSON.")] = "{}",
     owner_hotkey: Annotated[

@@ -95,6 +95,17 @@ def miner_run(
             "agora.tasks.federated); they never leave this process.",
         ),
     ] = None,
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            "--data-dir",
+            help="Where the miner keeps the vouchers it earned until they are claimed.",
+        ),
+    ] = Path(".agora/miner"),
+    claim_interval: Annotated[
+        float,
+        typer.Option("--claim-interval", help="Seconds between claims of earned vouchers."),
+    ] = 60.0,
     yes: YesOption = False,
     cache_dir: CacheOption = None,
     node: NodeOption = None,
@@ -116,6 +127,8 @@ def miner_run(
         port=port,
         advertise_url=advertise,
         price=price,
+        data_dir=data_dir,
+        claim_interval_s=claim_interval,
         cache_dir=cache_dir,
         data_file=data,
         on_status=_status(Console()),
@@ -183,7 +196,11 @@ def devnet(
     ] = 1000,
     tempo: Annotated[int, typer.Option("--tempo", help="Blocks between epochs.")] = 20,
     tasks: Annotated[
-        str, typer.Option("--tasks", help="Subnets to create: embedding,classification,generation.")
+        str,
+        typer.Option(
+            "--tasks",
+            help="Subnets to create: installed task kinds, comma-separated.",
+        ),
     ] = "embedding,classification,generation",
     sequencer: Annotated[
         str, typer.Option("--sequencer", help="local, or ethereum (an Inbox on a local anvil).")
@@ -199,12 +216,14 @@ def devnet(
     ] = None,
 ) -> None:
     """A whole network on this machine: node, subnets, miners with real models, validators."""
-    from agora.devnet import TASKS, DevnetConfig, run_devnet
+    from agora.devnet import DevnetConfig, run_devnet
+    from agora.tasks.registry import list_task_kinds
 
     task_list = tuple(t for t in tasks.split(",") if t)
     cheater_list = () if no_cheater else tuple(c for c in cheaters.split(",") if c)
-    if not task_list or any(t not in TASKS for t in task_list):
-        raise CliError(f"--tasks takes a comma-separated list of {', '.join(TASKS)}")
+    installed = list_task_kinds()
+    if not task_list or any(t not in installed for t in task_list):
+        raise CliError(f"--tasks takes a comma-separated list of {', '.join(installed)}")
     if any(c not in ("random", "copycat") for c in cheater_list):
         raise CliError("--cheaters takes random and/or copycat")
     if sequencer not in ("local", "ethereum"):

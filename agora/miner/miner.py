@@ -5,6 +5,10 @@ attaches a payment-channel voucher covering the miner's price (the gateway, othe
 An unstaked caller without a voucher is refused, so nobody uses an honest miner as a free
 oracle: a miner that relays its own challenges to a peer has nothing to answer with.
 
+What a paid request earns is on disk before it is answered (``payments.store``, in
+``data_dir``), and a restarted miner claims it: work done is paid even if the process was
+killed before its periodic claim.
+
 ``behaviour`` other than ``honest`` exists to show the network at work (``agora devnet``) and
 to test that validators catch cheats: ``random`` answers noise of the right shape; ``copycat``
 never runs a model: it relays to a peer and, refused, replays the last answer it saw.
@@ -34,6 +38,7 @@ from agora.neuron.metagraph import MetagraphView
 from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
 from agora.payments.gate import PaymentGate, PaymentGateConfig
 from agora.payments.prices import Price
+from agora.payments.store import VoucherStore
 from agora.process import run_until_signal
 from agora.protocol.data import FEDERATED_TASK
 from agora.protocol.params import BASE_UNITS_PER_AGR
@@ -71,6 +76,8 @@ class MinerConfig:
     cache_dir: Path | None = None
     min_caller_stake: int = 1
     price: str | None = None  # e.g. "0.001/request"; None: serve staked callers only
+    data_dir: Path = Path(".agora/miner")  # the vouchers earned and not yet claimed
+    claim_interval_s: float = 60.0
     metagraph_interval_s: float = 2.0
     data_file: Path | None = None  # a federated subnet's contributor: its private rows
     on_status: Callable[[str], None] = field(default=lambda message: None)
@@ -106,15 +113,7 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
         peers = NeuronClient(config.hotkey, timeout_s=10.0)
         gate = None
         if config.price is not None:
-            chain = await client.get_chain()
-            gate_config = PaymentGateConfig(
-                hotkey=config.hotkey,
-                netuid=config.netuid,
-                task_kind=subnet.task_kind,
-                price=Price.parse(config.price),
-                chain_id=chain["chain_id"],
-            )
-            gate = PaymentGate(gate_config, client)
+            gate = await open_gate(config, client, subnet.task_kind, config.price)
         handler = _make_handler(config, task, backend, metagraph, peers, gate)
         server.add_route(task.ROUTE, handler, public=True)
         server.add_get("/info", _make_info(config, subnet.task_kind, backend, gate))
@@ -152,7 +151,32 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
             close = getattr(backend, "close", None)
             if close is not None:
                 await close()
+            if gate is not None and gate.store is not None:
+                gate.store.close()
     config.on_status("stopped")
+
+
+async def open_gate(
+    config: MinerConfig, client: NodeClient, task_kind: str, price: str
+) -> PaymentGate:
+    """The payment gate, its vouchers kept in ``data_dir``; those a previous run earned and
+    did not claim are claimed now."""
+    chain = await client.get_chain()
+    gate_config = PaymentGateConfig(
+        hotkey=config.hotkey,
+        netuid=config.netuid,
+        task_kind=task_kind,
+        price=Price.parse(price),
+        chain_id=chain["chain_id"],
+        claim_interval_s=config.claim_interval_s,
+    )
+    name = f"vouchers-{config.netuid}-{config.hotkey.address}.sqlite"
+    gate = PaymentGate(gate_config, client, VoucherStore(config.data_dir / name))
+    unclaimed = await gate.recover()
+    if unclaimed > 0:
+        config.on_status(f"claiming {unclaimed} base units earned before a restart")
+        await gate.claim_all()
+    return gate
 
 
 def load_contributor_backend(data_file: Path | None) -> ContributorBackend:
@@ -185,7 +209,7 @@ def _make_handler(
         except BaseException:
             gate.release(reservation)
             raise
-        gate.settle(reservation)
+        await gate.settle(reservation)
         return answer
 
     async def serve(body: dict[str, Any]) -> dict[str, Any]:

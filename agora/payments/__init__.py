@@ -14,7 +14,9 @@ The pure half (no I/O, integers only):
 The I/O half:
 - ``head.py``: ``HeadCache``, the chain's head through the node API, read at most so often;
 - ``gate.py``: ``PaymentGate``, the seller's gate: channels read from the node, vouchers
-  admitted through the books, claims sent on chain.
+  admitted through the books, kept on disk before the answer, claims sent on chain;
+- ``store.py``: ``VoucherStore``, the best settled voucher of each channel in SQLite
+  (fsynced), so a restarted seller claims what a killed one earned.
 
 The buyer's side of channels (opening, topping up, one voucher per call) is
 ``agora.gateway.channels``.

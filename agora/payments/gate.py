@@ -10,6 +10,11 @@ reads what they decide on from the node (the channel, cached; the head, through
 ``release`` forgets it when the work failed, and a request whose handler raised is released
 when the task serving it ends.
 
+Durability. With a ``VoucherStore`` (``store``), ``settle`` returns only once the channel's
+best voucher is on disk, so the seller answers a paid request only when what it earned
+survives a kill; ``recover`` (at start) reads the kept vouchers back into the books, so they
+are claimed and never served twice.
+
 Claims. ``run`` claims the best voucher of each channel every ``claim_interval_s``, and at
 every poll once the channel is within ``2 * EXPIRY_MARGIN_BLOCKS`` of its expiry (requests
 stop being admitted at ``EXPIRY_MARGIN_BLOCKS``), so the seller is paid before the payer may
@@ -45,6 +50,7 @@ from agora.payments.errors import (
 )
 from agora.payments.head import HeadCache
 from agora.payments.prices import Price
+from agora.payments.store import VoucherStore
 from agora.payments.vouchers import parse_payment
 from agora.protocol.address import decode_address
 from agora.protocol.channels import ClaimChannel, Voucher
@@ -72,9 +78,12 @@ class PaymentGateConfig:
 class PaymentGate:
     """Checks vouchers for one miner hotkey on one subnet, and claims what they earned."""
 
-    def __init__(self, config: PaymentGateConfig, client: NodeClient) -> None:
+    def __init__(
+        self, config: PaymentGateConfig, client: NodeClient, store: VoucherStore | None = None
+    ) -> None:
         self.config = config
         self.client = client
+        self.store = store
         self.books = PaymentBooks(
             payee=config.hotkey.public_key,
             netuid=config.netuid,
@@ -148,9 +157,13 @@ class PaymentGate:
         if task is not None:
             task.add_done_callback(lambda _: self.release(reservation))
 
-    def settle(self, reservation: Reservation) -> None:
-        """The work succeeded: its cost is earned and its voucher may be claimed."""
+    async def settle(self, reservation: Reservation) -> None:
+        """The work succeeded: its cost is earned and its voucher may be claimed; with a
+        store, the channel's best voucher is on disk when this returns."""
         self.books.settle(reservation)
+        book = self.channels.get(reservation.channel_id)
+        if self.store is not None and book is not None and book.best is not None:
+            await asyncio.to_thread(self.store.save, book.best)
 
     def release(self, reservation: Reservation) -> None:
         """The work failed: the reservation is forgotten (nothing is earned)."""
@@ -159,6 +172,35 @@ class PaymentGate:
     def get_earned(self) -> dict[str, int]:
         """Totals over the channels: served (settled work), claimable and claimed."""
         return self.books.get_earned()
+
+    async def recover(self) -> int:
+        """The vouchers kept in the store, back in the books (claimable, and counted as
+        served so that none is served twice); returns how many base units they hold above
+        what is claimed on chain. A voucher whose channel is gone, closed or claimed past
+        it is forgotten."""
+        if self.store is None:
+            return 0
+        unclaimed = 0
+        for voucher in await asyncio.to_thread(self.store.load):
+            try:
+                book = await self._read_channel(voucher.channel_id)
+            except UnknownChannel:
+                await asyncio.to_thread(self.store.forget, voucher.channel_id)
+                continue
+            if book.closed or voucher.cumulative <= book.claimed:
+                if voucher.cumulative > book.claimed:
+                    log.warning(
+                        "payments: channel %s closed with %d base units unclaimed",
+                        to_hex(voucher.channel_id),
+                        voucher.cumulative - book.claimed,
+                    )
+                await asyncio.to_thread(self.store.forget, voucher.channel_id)
+                continue
+            if voucher.cumulative > book.best_amount:
+                book.best = voucher
+            book.consumed = max(book.consumed, voucher.cumulative)
+            unclaimed += book.unclaimed
+        return unclaimed
 
     # --- chain reads -----------------------------------------------------------------------
 
@@ -235,6 +277,8 @@ class PaymentGate:
                     log.warning("payments: channel %s: %s", to_hex(channel_id), error.message)
             if book.closed and not book.pending:
                 del self.channels[channel_id]  # nothing more can come of it
+                if self.store is not None:
+                    await asyncio.to_thread(self.store.forget, channel_id)
                 continue
             if book.unclaimed <= 0 or book.closed:
                 continue

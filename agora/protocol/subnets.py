@@ -1,17 +1,24 @@
 """Subnets and registration: markets for one kind of AI work, and the neurons that join them.
 
 A subnet is created by a coldkey (its owner) who locks ``subnet_lock_cost``; it names a task
-kind (``embedding``, ``generation``, ...) with its configuration, and carries the
-hyperparameters of its consensus, which the owner may change within ``HYPERPARAMETER_BOUNDS``.
+kind with its configuration, and carries the hyperparameters of its consensus, which the owner
+may change within ``HYPERPARAMETER_BOUNDS``.
 
 A hotkey joins a subnet by burning the current registration price (docs/yuma.md §10): the
 price decays every block with a half-life and is multiplied after each registration, so that
 a burst of registrations makes the next one dear. When the subnet is full, the newcomer
 replaces the uid that pruning picks. A neuron publishes its endpoint with ``serve``.
+
+The ledger knows no list of task kinds: any well-formed one is accepted (``is_task_kind``: a
+lowercase letter, then lowercase letters, digits, ``.``, ``_`` or ``-``, at most
+``TASK_KIND_MAX_BYTES``), with a configuration that is a JSON object of at most
+``TASK_CONFIG_MAX_BYTES``. Which kinds a miner or validator can run is up to the task
+plug-ins installed beside it (``agora.tasks.registry``), so a new task needs no new ledger.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -68,7 +75,10 @@ NO_HOTKEY = Address(bytes(32))
 MAX_UIDS_LIMIT = 4096
 # The owner's uids that pruning never picks (the chain's ``ImmuneOwnerUidsLimit``).
 IMMUNE_OWNER_UIDS_LIMIT = 1
-TASK_KINDS = ("embedding", "generation", "classification", "federated", "custom")
+TASK_KIND_MAX_BYTES = 32
+TASK_CONFIG_MAX_BYTES = 2048
+_TASK_KIND_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
+_TASK_KIND_REST = _TASK_KIND_FIRST | frozenset("0123456789._-")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,8 +184,8 @@ SUBNET_RECORD: Record[Subnet] = Record(
         ("netuid", U16),
         ("owner", ADDRESS),
         ("owner_hotkey", ADDRESS),
-        ("task_kind", Text(32)),
-        ("task_config", Text(2048)),
+        ("task_kind", Text(TASK_KIND_MAX_BYTES)),
+        ("task_config", Text(TASK_CONFIG_MAX_BYTES)),
         ("locked", U64),
         ("hyperparameters", HYPERPARAMETERS_RECORD),
         ("burn", U64),
@@ -378,10 +388,39 @@ class CreateSubnet:
     owner_hotkey: Address  # NO_HOTKEY (all zeros) for none
 
 
+def is_task_kind(name: str) -> bool:
+    """A lowercase letter, then lowercase letters, digits, ``.``, ``_`` or ``-``; at most
+    ``TASK_KIND_MAX_BYTES`` (so ASCII only, and the name is also a Python entry-point name)."""
+    return (
+        0 < len(name) <= TASK_KIND_MAX_BYTES
+        and name[0] in _TASK_KIND_FIRST
+        and all(character in _TASK_KIND_REST for character in name)
+    )
+
+
+def is_task_config(text: str) -> bool:
+    """A JSON object of at most ``TASK_CONFIG_MAX_BYTES`` of UTF-8 (the codec bounds the size;
+    a JSON text nested past the parser's depth is refused like any malformed one)."""
+    if len(text.encode()) > TASK_CONFIG_MAX_BYTES:
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def validate_create_subnet(tx: Transaction) -> None:
     body: CreateSubnet = tx.body
-    if body.task_kind not in TASK_KINDS:
-        raise InvalidField(f"task_kind must be one of {', '.join(TASK_KINDS)}")
+    if not is_task_kind(body.task_kind):
+        raise InvalidField(
+            f"task_kind {body.task_kind[:TASK_KIND_MAX_BYTES]!r} is malformed: a lowercase "
+            f"letter, then lowercase letters, digits, '.', '_' or '-', at most "
+            f"{TASK_KIND_MAX_BYTES} characters"
+        )
+    if not is_task_config(body.task_config):
+        raise InvalidField(
+            f"task_config must be a JSON object of at most {TASK_CONFIG_MAX_BYTES} bytes"
+        )
 
 
 def process_create_subnet(state: State, tx: Transaction, context: BlockContext) -> None:
@@ -572,7 +611,11 @@ KINDS = (
         name="create_subnet",
         body=Record(
             CreateSubnet,
-            (("task_kind", Text(32)), ("task_config", Text(2048)), ("owner_hotkey", ADDRESS)),
+            (
+                ("task_kind", Text(TASK_KIND_MAX_BYTES)),
+                ("task_config", Text(TASK_CONFIG_MAX_BYTES)),
+                ("owner_hotkey", ADDRESS),
+            ),
         ),
         validate=validate_create_subnet,
         process=process_create_subnet,

@@ -1,22 +1,38 @@
-"""What every task module provides, and the integer score scale they share.
+"""The public task interface: what every task provides, built into Agora or installed beside it.
 
-A task module (``embedding``, ``classification``, ``generation``) defines one kind of AI work:
+A task is one kind of AI work a subnet pays for. Its code is a Python module (or any object)
+with these members, found through the ``agora.tasks`` entry-point group (``registry``); the
+subnet names its kind on chain, and the ledger never runs task code. ``Task`` below states the
+interface for type checkers; a module satisfies it by defining the names:
 
+- ``TASK``: the kind, as subnets name it and as the entry point is named (a lowercase letter,
+  then lowercase letters, digits, ``.``, ``_`` or ``-``; at most 32 characters);
+- ``ROUTE``: the HTTP path miners serve it on (``/task/<kind>``);
 - ``make_challenge(seed, miner_hotkey, config) -> Challenge``: what a validator asks one miner,
   derived only from a seed (which the validator keeps secret until it asks) and the miner's
-  hotkey, so that two miners never get the same items and cannot copy each other;
-- ``handle(backend, request) -> response``: the miner's side, behind a backend (a model loaded
-  in-process, or an existing inference engine reached over its HTTP API);
-- ``compute_reference(reference_backend, challenge, response, sample_seed) -> reference``: the
-  validator recomputes a sample of the items; ``sample_seed`` is drawn after the answer arrives,
-  so the miner cannot know which items are checked;
+  hotkey, so that two miners never get the same items and cannot copy each other; ``config``
+  is the subnet's configuration (a JSON object, ``{}`` by default);
+- ``handle(backend, request) -> response`` (async): the miner's side, behind a backend (a
+  model loaded in-process, or an existing inference engine reached over its HTTP API);
+- ``compute_reference(reference_backend, challenge, response, sample_seed) -> reference``
+  (async): the validator recomputes a sample of the items; ``sample_seed`` is drawn after the
+  answer arrives, so the miner cannot know which items are checked;
 - ``compute_score(challenge, response, reference, latency_ms) -> int``: pure and integer-only,
   in ``0..SCORE_ONE``; correct and fast work scores high, random, wrong-model, copied, empty or
   malformed answers score near zero, a late answer scores lower than the same answer on time.
   The validator scores latency against its round (``scale_to_round``): the round's median
-  answer sets the pace, so a busy machine does not fail every miner on it.
+  answer sets the pace, so a busy machine does not fail every miner on it;
+- ``make_random_response(request, rng) -> response``: noise of the right shape, which the
+  ``random`` cheating miner of devnets and tests answers with (validators must score it 0);
+- ``load_backend(spec, cache_dir) -> backend`` (async): the miner's backend for a backend spec
+  (``local`` always; ``openai:<base url>#<model>`` where the task supports it, else
+  ``BadBackendSpec``);
+- ``load_reference_backend(cache_dir) -> backend`` (async): what the validator recomputes
+  with (``None`` when it needs nothing).
 
-Requests and responses are JSON objects; the neuron protocol signs and carries them.
+Requests and responses are JSON objects; the neuron protocol signs and carries them. A task's
+errors subclass ``TaskError`` with codes in ``TASK_CODES``. docs/write-your-own-task.md walks
+through writing one.
 """
 
 from __future__ import annotations
@@ -24,7 +40,8 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from agora.errors import AgoraError
 
@@ -137,3 +154,60 @@ class BackendError(TaskError):
     its model or inference engine."""
 
     code = 3454
+
+
+class BadBackendSpec(TaskError):
+    """The backend spec is not ``local`` or ``openai:<url>#<model>``, or names an engine the
+    task cannot be forwarded to."""
+
+    code = 3481
+
+
+def parse_openai_spec(spec: str) -> tuple[str, str]:
+    """``(base url, model)`` from ``openai:<base url>#<model>``."""
+    if not spec.startswith("openai:") or "#" not in spec:
+        raise BadBackendSpec(f"backend {spec!r}: use local, or openai:<base url>#<model>")
+    base_url, model = spec[len("openai:") :].split("#", 1)
+    return base_url, model
+
+
+class Task(Protocol):
+    """The interface every task module provides (see the module docstring for each member)."""
+
+    TASK: str
+    ROUTE: str
+
+    def make_challenge(
+        self, seed: bytes, miner_hotkey: bytes, config: dict[str, Any]
+    ) -> Challenge: ...
+
+    async def handle(self, backend: Any, request: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def compute_reference(
+        self, reference_backend: Any, challenge: Challenge, response: Any, sample_seed: bytes
+    ) -> Any: ...
+
+    def compute_score(
+        self, challenge: Challenge, response: Any, reference: Any, latency_ms: int
+    ) -> int: ...
+
+    def make_random_response(
+        self, request: dict[str, Any], rng: random.Random
+    ) -> dict[str, Any]: ...
+
+    async def load_backend(self, spec: str, cache_dir: Path | None) -> Any: ...
+
+    async def load_reference_backend(self, cache_dir: Path | None) -> Any: ...
+
+
+TASK_MEMBERS = (
+    "TASK",
+    "ROUTE",
+    "make_challenge",
+    "handle",
+    "compute_reference",
+    "compute_score",
+    "make_random_response",
+    "load_backend",
+    "load_reference_backend",
+)

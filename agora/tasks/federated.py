@@ -39,6 +39,7 @@ The contributor refuses a model whose hash is not ``model_hash`` (``ModelHashMis
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -67,7 +68,15 @@ from agora.protocol.federation import (
     compute_model_hash,
     compute_update_hash,
 )
-from agora.tasks.base import SCORE_ONE, Challenge, InvalidRequestError, TaskError, derive_rng
+from agora.tasks.base import (
+    SCORE_ONE,
+    BadBackendSpec,
+    Challenge,
+    InvalidRequestError,
+    TaskError,
+    apply_latency,
+    derive_rng,
+)
 
 TASK = "federated"
 ROUTE = "/task/federated"
@@ -703,3 +712,46 @@ class Federation:
         )
         self.history.append(outcome)
         return outcome
+
+
+async def load_backend(spec: str, cache_dir: Path | None = None) -> None:
+    """Nothing: a contributor serves its own data file (``agora miner run --data``)."""
+    if spec != "local":
+        raise BadBackendSpec("a federated contributor trains on its own data, not an engine")
+    return None
+
+
+async def load_reference_backend(cache_dir: Path | None = None) -> None:
+    """Nothing: validators score updates on their held-out rows."""
+    return None
+
+
+# --- one answer alone (the task interface) ---------------------------------------------------
+# A federated subnet's validators score a whole round at once (``agora.validator.federated``:
+# leave-one-out over every contributor's update). The task interface scores one answer by
+# itself: the held-out improvement of the model with that update alone.
+
+
+def make_random_response(request: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """An update of noise, well formed and correctly hashed, for the round asked."""
+    update = tuple(rng.randint(-FIXED_ONE, FIXED_ONE) for _ in range(PARAMETERS))
+    return make_response(request["round"], bytes.fromhex(request["model_hash"]), update)
+
+
+async def compute_reference(
+    reference_backend: None, challenge: Challenge, response: Any, sample_seed: bytes
+) -> Dataset:
+    """The held-out rows this answer is scored on, drawn after it arrived."""
+    return draw_held_out(sample_seed, b"", DEFAULT_CONFIG["held_out"])
+
+
+def compute_score(challenge: Challenge, response: Any, reference: Dataset, latency_ms: int) -> int:
+    """The held-out loss improvement of the model with this update alone, in micro-nats,
+    capped at ``SCORE_ONE`` (one nat); an update that does not improve it scores 0."""
+    request = challenge.request
+    model = parse_vector(request["model"])
+    update = parse_response(response, request["round"], bytes.fromhex(request["model_hash"]))
+    before = compute_loss(to_array(model), reference)
+    after = compute_loss(to_array(compute_aggregate(model, [update])), reference)
+    improvement = min(SCORE_ONE, max(0, round((before - after) * SCORE_ONE)))
+    return apply_latency(improvement, latency_ms, challenge)

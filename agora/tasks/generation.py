@@ -73,11 +73,12 @@ import hashlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from agora.tasks.base import SCORE_ONE, Challenge, TaskError, apply_latency
+from agora.tasks.base import SCORE_ONE, Challenge, TaskError, apply_latency, parse_openai_spec
 
 TASK = "generation"
 ROUTE = "/task/generation"
@@ -598,3 +599,20 @@ def compute_score(
     if finish_reason == "stop" and margins[-1] > TOLERANCE_MILLI:
         return 0  # the reference does not end the turn here: a truncated answer
     return apply_latency(compute_quality(margins), latency_ms, challenge)
+
+
+async def load_backend(spec: str, cache_dir: Path | None = None) -> ChatBackend:
+    """SmolLM2 in this process (``local``), or an OpenAI-compatible engine serving it."""
+    if spec == "local":
+        return await load_reference_backend(cache_dir)
+    # ``forward`` builds on this module's ``ChatResult``; torch loads only with a local model.
+    from agora.tasks.forward import OpenAIChatBackend
+
+    base_url, model = parse_openai_spec(spec)
+    return OpenAIChatBackend(base_url, model)
+
+
+async def load_reference_backend(cache_dir: Path | None = None) -> ChatBackend:
+    from agora.tasks.generation_model import SmolLM2Backend  # torch, only when a model runs
+
+    return await SmolLM2Backend.load(cache_dir)

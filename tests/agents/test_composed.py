@@ -87,6 +87,8 @@ def test_developer_agent_miner_every_hop_paid_and_receipted(tmp_path: Path) -> N
                 str(tmp_path / "wallets"),
                 "--price",
                 "0.001/request",
+                "--data-dir",
+                str(tmp_path / "miner-data"),
                 "--yes",
             ],
             stdout=log,

@@ -238,7 +238,7 @@ def test_user_errors_are_one_coded_line(cli: Cli, hotkeys: dict[str, str], subne
         ("subnet set --netuid 1 rho 5 --wallet owner", 2004),
         ("subnet set --netuid 1 tempo 0 --wallet owner", 2005),
         ("subnet show 9", 2001),
-        ("subnet create --task mining --wallet owner", 1006),
+        ("subnet create --task Mining! --wallet owner", 1006),
         ("subnet create --task embedding --config '{' --wallet owner", 2),
         ("neuron register --netuid 9 --wallet bob --hotkey miner --yes", 2001),
         ("neuron register --netuid 1 --wallet bob --hotkey miner --yes", 2006),

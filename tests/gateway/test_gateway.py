@@ -274,6 +274,7 @@ def start_miners(network: Network) -> None:
         argv = [sys.executable, "-m", "agora", "miner", "run", "--node", network.node.url]
         argv += ["--netuid", str(network.netuids[task]), "--wallet", name, "--hotkey", "default"]
         argv += ["--wallet-dir", str(network.wallets), "--price", "0.001/request", "--yes"]
+        argv += ["--data-dir", str(network.root / "miners")]
         if name == CHEAT:
             argv += ["--behaviour", "random"]
         network.start(name, argv)

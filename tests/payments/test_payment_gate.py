@@ -258,7 +258,7 @@ def test_every_bad_payment_is_refused_with_its_code(setup: Setup) -> None:
 
         # One good request, settled; the same voucher again is a replay.
         served = await gate.reserve(PAYER.public_key, payment(main, price), REQUEST)
-        gate.settle(served)
+        await gate.settle(served)
         with pytest.raises(VoucherReplayed) as replay:
             await gate.reserve(PAYER.public_key, payment(main, price), REQUEST)
         assert (replay.value.served, replay.value.required) == (price, 2 * price)
@@ -285,7 +285,7 @@ def test_a_failed_request_costs_nothing(setup: Setup) -> None:
         failed = await gate.reserve(PAYER.public_key, payment(channel, price), REQUEST)
         gate.release(failed)  # the work failed
         again = await gate.reserve(PAYER.public_key, payment(channel, price), REQUEST)
-        gate.settle(again)
+        await gate.settle(again)
 
         async def request_that_fails() -> None:
             await gate.reserve(PAYER.public_key, payment(channel, 2 * price), REQUEST)
@@ -295,7 +295,7 @@ def test_a_failed_request_costs_nothing(setup: Setup) -> None:
             await asyncio.create_task(request_that_fails())
         await asyncio.sleep(0)  # the ended task's callbacks run
         third = await gate.reserve(PAYER.public_key, payment(channel, 2 * price), REQUEST)
-        gate.settle(third)
+        await gate.settle(third)
         await gate.claim_all()
         return gate.channels[channel]
 
@@ -310,11 +310,11 @@ def test_the_deposit_and_expiry_are_read_again_when_they_matter(setup: Setup) ->
     async def work(client: NodeClient) -> None:
         gate = setup.gate(client, head_max_age_s=0.0, head_stale_s=0.0)
         first = await gate.reserve(PAYER.public_key, payment(small, 2 * price), REQUEST)
-        gate.settle(first)
+        await gate.settle(first)
         with pytest.raises(VoucherExceedsDeposit):
             await gate.reserve(PAYER.public_key, payment(small, 3 * price), REQUEST)
         await send(client, PAYER, TopUpChannel(channel_id=small, amount=AGR, expiry=0))
-        gate.settle(await gate.reserve(PAYER.public_key, payment(small, 3 * price), REQUEST))
+        await gate.settle(await gate.reserve(PAYER.public_key, payment(small, 3 * price), REQUEST))
 
         head = (await client.get_head())["height"]
         info = await client.get_channel(short)
@@ -323,7 +323,7 @@ def test_the_deposit_and_expiry_are_read_again_when_they_matter(setup: Setup) ->
             await gate.reserve(PAYER.public_key, payment(short, price), REQUEST)
         # Extended by its payer, it serves again; closed after expiry, it never does.
         await send(client, PAYER, TopUpChannel(channel_id=short, amount=0, expiry=head + 500))
-        gate.settle(await gate.reserve(PAYER.public_key, payment(short, price), REQUEST))
+        await gate.settle(await gate.reserve(PAYER.public_key, payment(short, price), REQUEST))
         assert await gate.claim_all() == [small, short]
 
     run(work, setup.node.url)
@@ -341,7 +341,7 @@ def test_run_claims_before_the_channel_expires(setup: Setup) -> None:
             client, claim_interval_s=3_600, poll_interval_s=0.05, head_max_age_s=0, head_stale_s=0
         )
         for amount in (price, 2 * price):
-            gate.settle(await gate.reserve(PAYER.public_key, payment(fresh, amount), REQUEST))
+            await gate.settle(await gate.reserve(PAYER.public_key, payment(fresh, amount), REQUEST))
         stop = asyncio.Event()
         running = asyncio.create_task(gate.run(stop))
         await asyncio.sleep(0.3)  # polls, far from expiry: nothing is claimed yet
@@ -534,7 +534,10 @@ def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
                 manager.settle(ticket, succeeded=False)
                 manager.adopt_served(ticket, error.served)
                 return await call(succeeded, seen)
-            (gate.settle if succeeded else gate.release)(reservation)
+            if succeeded:
+                await gate.settle(reservation)
+            else:
+                gate.release(reservation)
             record = manager.settle(ticket, succeeded=succeeded and seen)
             if record is not None:  # what the gateway stores with the request's receipt
                 store.save_channel(record)

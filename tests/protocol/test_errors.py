@@ -135,7 +135,7 @@ def _invalid_field() -> int:
         sender=_ALICE.address,
         nonce=0,
         fee=MIN_FEE,
-        body=CreateSubnet(task_kind="astrology", task_config="", owner_hotkey=_BOB.address),
+        body=CreateSubnet(task_kind="Astrology!", task_config="", owner_hotkey=_BOB.address),
     )
     return _receipt_code(encode_transaction(sign_transaction(unsigned, _ALICE.sign)))
 

@@ -9,6 +9,7 @@ pruning picks when the subnet is full, with what replacement clears.
 
 from __future__ import annotations
 
+import pytest
 from protocol_helpers import (
     GENESIS_BALANCE,
     MIN_FEE,
@@ -117,10 +118,34 @@ def test_create_subnet_is_refused_without_the_lock_cost() -> None:
     assert_refused(chain, OWNER, body, 1203)
 
 
-def test_create_subnet_with_an_unknown_task_kind_is_refused_before_any_fee() -> None:
+@pytest.mark.parametrize(
+    "task_kind", ["Mining", "9digits", "", "-sort", "sort digits", "sorté", "x/y"]
+)
+def test_create_subnet_with_a_malformed_task_kind_is_refused_before_any_fee(
+    task_kind: str,
+) -> None:
     chain = new_chain()
-    body = CreateSubnet(task_kind="mining", task_config="{}", owner_hotkey=NO_HOTKEY)
+    body = CreateSubnet(task_kind=task_kind, task_config="{}", owner_hotkey=NO_HOTKEY)
     assert_refused(chain, OWNER, body, 1006, charged=False)
+
+
+@pytest.mark.parametrize("task_config", ["", "[]", "7", '"text"', "{", '{"a": 1} x', "[" * 1500])
+def test_create_subnet_with_a_task_config_not_a_json_object_is_refused_before_any_fee(
+    task_config: str,
+) -> None:
+    chain = new_chain()
+    body = CreateSubnet(task_kind="embedding", task_config=task_config, owner_hotkey=NO_HOTKEY)
+    assert_refused(chain, OWNER, body, 1006, charged=False)
+
+
+@pytest.mark.parametrize("task_kind", ["mining", "digit-sum", "acme.sort_v2", "a" * 32])
+def test_create_subnet_accepts_any_well_formed_task_kind_unknown_to_agora(task_kind: str) -> None:
+    chain = new_chain()
+    config = '{"items": 16, "note": "read by the plug-in alone"}'
+    chain.send(OWNER, CreateSubnet(task_kind=task_kind, task_config=config, owner_hotkey=NO_HOTKEY))
+    subnet = get_subnet(chain.state, 1)
+    assert (subnet.task_kind, subnet.task_config) == (task_kind, config)
+    check_invariants(chain.state)
 
 
 # --- set_hyperparameter --------------------------------------------------------------------
