@@ -38,12 +38,20 @@ from agora.node.devchain import DEV_ACCOUNT_BALANCE, compute_dev_seed
 from agora.process import run_until_stopped, wait_for_stop
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
+from agora.protocol.data import StartFederation
+from agora.protocol.federation import encode_vector
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, SetHyperparameter
+from agora.tasks import federated
 from agora.wallet.keys import Keypair
 from agora.wallet.keystore import KDF_PRESETS, Keystore
 
 TASKS = ("embedding", "classification", "generation")  # the default; any installed kind runs
+# A federated subnet (--tasks federated): its contributors train one model on shards of digits
+# they keep (one of them flips its labels), scored by the improvement they bring.
+FEDERATED = "federated"
+FEDERATED_WINDOW_BLOCKS = 4
+FEDERATION_START_TIMEOUT_S = 300.0
 WALLET_PASSWORD = "agora-devnet"  # throwaway wallets, readable by every devnet process
 PARTICIPANT_FUNDS = 10_000 * BASE_UNITS_PER_AGR
 VALIDATOR_STAKE = 5_000 * BASE_UNITS_PER_AGR
@@ -277,7 +285,10 @@ async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
         subnets = await client.list_subnets()
         netuid = max(s["netuid"] for s in subnets if s["task_kind"] == task)
         devnet.subnets[task] = netuid
-        for name, value in settings.items():
+        chosen = dict(settings)
+        if task == FEDERATED:  # weights once per round, set in the open
+            chosen.update(commit_reveal=0, weights_rate_limit=0)
+        for name, value in chosen.items():
             setting = SetHyperparameter(netuid=netuid, name=name, value=value)
             await submit_and_wait(client, owner, setting, f"setting {name}")
 
@@ -314,6 +325,14 @@ def plan_participants(config: DevnetConfig) -> list[tuple[str, str, str, str]]:
     """(name, role, task, behaviour) for every miner and validator."""
     plan = []
     for task in config.tasks:
+        if task == FEDERATED:
+            plan += [(f"{task}-contributor-{i}", "miner", task, "honest") for i in range(3)]
+            plan.append((f"{task}-poisoner", "miner", task, "label_flip"))
+            plan += [
+                (f"{task}-validator-{i}", "validator", task, "honest")
+                for i in range(config.validators)
+            ]
+            continue
         honest = config.generation_miners if task == "generation" else config.miners
         for i in range(honest):
             plan.append((f"{task}-miner-{i}", "miner", task, "honest"))
@@ -331,7 +350,11 @@ def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) ->
         netuid = str(devnet.subnets[task])
         common = ["--node", devnet.node_url, "--netuid", netuid, "--wallet", name]
         common += ["--hotkey", "default", "--wallet-dir", wallets, "--cache-dir", cache, "--yes"]
-        if role == "miner":
+        if role == "miner" and task == FEDERATED:
+            argv = _agora(
+                "miner", "run", *common, "--data", str(write_contributor_data(devnet, name))
+            )
+        elif role == "miner":
             argv = _agora("miner", "run", *common, "--behaviour", behaviour)
             if behaviour == "honest":
                 argv += ["--price", MINER_PRICE, "--data-dir", str(devnet.data_dir / "miners")]
@@ -351,6 +374,84 @@ def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) ->
         child.netuid, child.behaviour = int(netuid), behaviour
         keystore = Keystore(devnet.data_dir / "wallets")
         child.hotkey = keystore.get_hotkey(name, "default").address
+
+
+def write_contributor_data(devnet: Devnet, name: str) -> Path:
+    """The contributor's own rows: a Dirichlet(0.5) shard of digits (the poisoner's labels
+    flipped), written in the documented CSV format."""
+    contributors = sorted(
+        n
+        for n, role, task, _ in plan_participants(devnet.config)
+        if task == FEDERATED and role == "miner"
+    )
+    shards = federated.split_dirichlet(
+        federated.load_pools().contributors, len(contributors), 0.5, 0
+    )
+    shard = shards[contributors.index(name)]
+    if name.endswith("poisoner"):
+        shard = federated.Dataset(shard.features, federated.CLASSES - 1 - shard.labels)
+    directory = devnet.data_dir / "federated"
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{name}.csv"
+    federated.save_data_file(path, shard)
+    return path
+
+
+async def start_federation(devnet: Devnet, client: NodeClient) -> None:
+    """Once every contributor has committed to its data, the owner starts the first round."""
+    netuid = devnet.subnets[FEDERATED]
+    contributors = [
+        c for c in devnet.processes.children if c.netuid == netuid and c.role == "miner"
+    ]
+    deadline = time.monotonic() + FEDERATION_START_TIMEOUT_S
+    while True:
+        lineage = await client.get_lineage()
+        if sum(c["netuid"] == netuid for c in lineage["data_commitments"]) >= len(contributors):
+            break
+        dead = devnet.processes.find_dead()
+        if dead is not None:
+            raise DevnetError(f"{dead.name} exited before committing to its data; see {dead.log}")
+        if time.monotonic() > deadline:
+            raise DevnetError("the federated contributors did not all commit to their data")
+        await asyncio.sleep(0.5)
+    body = StartFederation(
+        netuid=netuid,
+        model=encode_vector(federated.make_initial_model()),
+        commit_blocks=FEDERATED_WINDOW_BLOCKS,
+        reveal_blocks=FEDERATED_WINDOW_BLOCKS,
+    )
+    await submit_and_wait(
+        client, Keypair(compute_dev_seed("dev0")), body, "starting the federation"
+    )
+
+
+async def report_rounds(devnet: Devnet, client: NodeClient, seen: set[tuple[int, int]]) -> None:
+    """One line per recorded federated round: the model's accuracy on held-out test rows, and
+    each contributor's share of the round's credit."""
+    if FEDERATED not in devnet.subnets:
+        return
+    netuid = devnet.subnets[FEDERATED]
+    names = {
+        c.hotkey: c.name.split("-", 1)[-1] for c in devnet.processes.children if c.role == "miner"
+    }
+    for record in (await client.get_lineage())["rounds"]:
+        key = (record["netuid"], record["round"])
+        if record["netuid"] != netuid or key in seen:
+            continue
+        seen.add(key)
+        current = await client.get_federation(netuid)
+        accuracy = ""
+        if current["model_hash"] == record["model_hash"]:
+            model = (await client.get_federated_model(record["model_hash"]))["parameters"]
+            test = federated.load_pools().test
+            accuracy = f"accuracy {federated.compute_accuracy(model, test):.3f}  "
+        total = sum(c["credit_u16"] for c in record["contributions"]) or 1
+        shares = ", ".join(
+            f"{names.get(c['hotkey'], c['hotkey'][-8:])} {100 * c['credit_u16'] / total:.0f}%"
+            for c in record["contributions"]
+        )
+        block, number = record["recorded_at"], record["round"]
+        devnet.config.say(f"block {block:>5}  federated round {number}: {accuracy}{shares}")
 
 
 async def wait_until_serving(devnet: Devnet, client: NodeClient) -> None:
@@ -506,6 +607,12 @@ def describe(devnet: Devnet) -> str:
             f"  agora mcp --wallet {payer} --wallet-dir {wallets} --node {url}   "
             "(every service as an MCP tool)",
         ]
+    if FEDERATED in devnet.subnets:
+        lines += [
+            f"  curl {url}/v1/federations/{devnet.subnets[FEDERATED]}   (the current round)",
+            f"  agora lineage export --out {devnet.data_dir / 'lineage'} --node {url}",
+            f"  agora lineage show <model hash or agr1... account> --node {url}",
+        ]
     lines += governance_hint(
         devnet.data_dir,
         url,
@@ -589,8 +696,11 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                 await start_gateway(devnet)
             if has_agent(config):
                 await start_agent(devnet)
+            if FEDERATED in devnet.subnets:
+                await start_federation(devnet, client)
             say(describe(devnet))
             seen: dict[int, int] = {}
+            rounds: set[tuple[int, int]] = set()
             while not stop.is_set():
                 dead = devnet.processes.find_dead()
                 if dead is not None:
@@ -598,6 +708,7 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                     devnet.processes.children.remove(dead)
                 with contextlib.suppress(AgoraError):
                     await report_epochs(devnet, client, seen)
+                    await report_rounds(devnet, client, rounds)
                 await wait_for_stop(stop, 1.0)
     finally:
         say("Stopping every devnet process ...")
