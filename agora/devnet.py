@@ -6,7 +6,11 @@ ethereum``), creates a subnet per task (the built-in ones, or any installed kind
 participant, and starts every miner and validator as its own ``agora miner run`` /
 ``agora validator run`` process: the same commands an operator runs by hand. A cheating miner
 per subnet (random answers by default) shows validators at work. Everything writes under one
-data directory (logs included); models are cached there between runs.
+data directory (logs included), but the model cache: SmolLM2's weights are de-quantized once,
+by the devnet itself before any generation process starts, into the cache every devnet and
+process on the machine shares (``~/.cache/agora``). While it loads, the devnet prints one line
+per step and per process ready ("ready 7/14: embedding-miner-1"), so a person sees how far
+along it is.
 
 Every child is stopped on Ctrl-C or SIGTERM, and dies with the devnet if it is killed
 (Linux's parent-death signal), so none is left behind.
@@ -38,17 +42,31 @@ from agora.node.devchain import DEV_ACCOUNT_BALANCE, compute_dev_seed
 from agora.process import run_until_stopped, wait_for_stop
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
+from agora.protocol.data import StartFederation
+from agora.protocol.federation import encode_vector
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, SetHyperparameter
+from agora.tasks import federated
+from agora.tasks.generation_model import (
+    get_converted_model_dir,
+    get_default_cache_dir,
+    is_model_converted,
+)
 from agora.wallet.keys import Keypair
 from agora.wallet.keystore import KDF_PRESETS, Keystore
 
 TASKS = ("embedding", "classification", "generation")  # the default; any installed kind runs
+# A federated subnet (--tasks federated): its contributors train one model on shards of digits
+# they keep (one of them flips its labels), scored by the improvement they bring.
+FEDERATED = "federated"
+FEDERATED_WINDOW_BLOCKS = 4
+FEDERATION_START_TIMEOUT_S = 300.0
 WALLET_PASSWORD = "agora-devnet"  # throwaway wallets, readable by every devnet process
 PARTICIPANT_FUNDS = 10_000 * BASE_UNITS_PER_AGR
 VALIDATOR_STAKE = 5_000 * BASE_UNITS_PER_AGR
 START_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 15.0
+PROGRESS_EVERY_S = 20.0  # a "still loading" line when no process got ready for this long
 _NODE_URL = re.compile(r"API\s+(http://[0-9.]+:[0-9]+)/v1")
 _GATEWAY_URL = re.compile(r"OpenAI API at\s+(http://[0-9.]+:[0-9]+/v1)")
 MINER_PRICE = "0.001/request"  # what honest miners charge paying callers (the gateway)
@@ -66,8 +84,9 @@ class DevnetError(AgoraError):
 @dataclass(slots=True, kw_only=True)
 class DevnetConfig:
     data_dir: Path
-    miners: int = 3
-    generation_miners: int = 2  # each holds a 135M-parameter model in memory
+    cache_dir: Path | None = None  # the shared model cache; None: get_default_cache_dir()
+    miners: int = 2
+    generation_miners: int = 1  # each holds a 135M-parameter model in memory
     validators: int = 2
     cheaters: tuple[str, ...] = ("random",)
     block_time_ms: int = 1000
@@ -277,7 +296,10 @@ async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
         subnets = await client.list_subnets()
         netuid = max(s["netuid"] for s in subnets if s["task_kind"] == task)
         devnet.subnets[task] = netuid
-        for name, value in settings.items():
+        chosen = dict(settings)
+        if task == FEDERATED:  # weights once per round, set in the open
+            chosen.update(commit_reveal=0, weights_rate_limit=0)
+        for name, value in chosen.items():
             setting = SetHyperparameter(netuid=netuid, name=name, value=value)
             await submit_and_wait(client, owner, setting, f"setting {name}")
 
@@ -314,6 +336,14 @@ def plan_participants(config: DevnetConfig) -> list[tuple[str, str, str, str]]:
     """(name, role, task, behaviour) for every miner and validator."""
     plan = []
     for task in config.tasks:
+        if task == FEDERATED:
+            plan += [(f"{task}-contributor-{i}", "miner", task, "honest") for i in range(3)]
+            plan.append((f"{task}-poisoner", "miner", task, "label_flip"))
+            plan += [
+                (f"{task}-validator-{i}", "validator", task, "honest")
+                for i in range(config.validators)
+            ]
+            continue
         honest = config.generation_miners if task == "generation" else config.miners
         for i in range(honest):
             plan.append((f"{task}-miner-{i}", "miner", task, "honest"))
@@ -324,14 +354,46 @@ def plan_participants(config: DevnetConfig) -> list[tuple[str, str, str, str]]:
     return plan
 
 
+def get_cache_dir(config: DevnetConfig) -> Path:
+    return config.cache_dir if config.cache_dir is not None else get_default_cache_dir()
+
+
+async def prepare_models(devnet: Devnet, stop: asyncio.Event) -> None:
+    """SmolLM2's GGUF file de-quantized once into the shared cache, in a process of its own,
+    before any generation process starts: otherwise every one of them converts it at once."""
+    if "generation" not in devnet.config.tasks:
+        return
+    cache = get_cache_dir(devnet.config)
+    say = devnet.config.say
+    if is_model_converted(cache):
+        say(f"  model      SmolLM2-135M-Instruct, cached in {get_converted_model_dir(cache)}")
+        return
+    say(f"  model      converting SmolLM2-135M-Instruct once into {cache} (about 30 s) ...")
+    started = time.monotonic()
+    argv = [sys.executable, "-m", "agora.tasks.generation_model", str(cache)]
+    child = devnet.processes.start("model-conversion", "setup", argv, _child_env())
+    while child.process.poll() is None and not stop.is_set():
+        await asyncio.sleep(0.2)
+    if stop.is_set():
+        return
+    devnet.processes.children.remove(child)
+    if child.process.returncode != 0:
+        raise DevnetError(f"the model conversion failed:\n{tail(child.log)}")
+    say(f"  model      converted in {time.monotonic() - started:.0f} s")
+
+
 def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) -> None:
     wallets = str(devnet.data_dir / "wallets")
-    cache = str(devnet.data_dir / "cache")
+    cache = str(get_cache_dir(devnet.config))
     for name, role, task, behaviour in plan:
         netuid = str(devnet.subnets[task])
         common = ["--node", devnet.node_url, "--netuid", netuid, "--wallet", name]
         common += ["--hotkey", "default", "--wallet-dir", wallets, "--cache-dir", cache, "--yes"]
-        if role == "miner":
+        if role == "miner" and task == FEDERATED:
+            argv = _agora(
+                "miner", "run", *common, "--data", str(write_contributor_data(devnet, name))
+            )
+        elif role == "miner":
             argv = _agora("miner", "run", *common, "--behaviour", behaviour)
             if behaviour == "honest":
                 argv += ["--price", MINER_PRICE, "--data-dir", str(devnet.data_dir / "miners")]
@@ -353,29 +415,114 @@ def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) ->
         child.hotkey = keystore.get_hotkey(name, "default").address
 
 
+def write_contributor_data(devnet: Devnet, name: str) -> Path:
+    """The contributor's own rows: a Dirichlet(0.5) shard of digits (the poisoner's labels
+    flipped), written in the documented CSV format."""
+    contributors = sorted(
+        n
+        for n, role, task, _ in plan_participants(devnet.config)
+        if task == FEDERATED and role == "miner"
+    )
+    shards = federated.split_dirichlet(
+        federated.load_pools().contributors, len(contributors), 0.5, 0
+    )
+    shard = shards[contributors.index(name)]
+    if name.endswith("poisoner"):
+        shard = federated.Dataset(shard.features, federated.CLASSES - 1 - shard.labels)
+    directory = devnet.data_dir / "federated"
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{name}.csv"
+    federated.save_data_file(path, shard)
+    return path
+
+
+async def start_federation(devnet: Devnet, client: NodeClient) -> None:
+    """Once every contributor has committed to its data, the owner starts the first round."""
+    netuid = devnet.subnets[FEDERATED]
+    contributors = [
+        c for c in devnet.processes.children if c.netuid == netuid and c.role == "miner"
+    ]
+    deadline = time.monotonic() + FEDERATION_START_TIMEOUT_S
+    while True:
+        lineage = await client.get_lineage()
+        if sum(c["netuid"] == netuid for c in lineage["data_commitments"]) >= len(contributors):
+            break
+        dead = devnet.processes.find_dead()
+        if dead is not None:
+            raise DevnetError(f"{dead.name} exited before committing to its data; see {dead.log}")
+        if time.monotonic() > deadline:
+            raise DevnetError("the federated contributors did not all commit to their data")
+        await asyncio.sleep(0.5)
+    body = StartFederation(
+        netuid=netuid,
+        model=encode_vector(federated.make_initial_model()),
+        commit_blocks=FEDERATED_WINDOW_BLOCKS,
+        reveal_blocks=FEDERATED_WINDOW_BLOCKS,
+    )
+    await submit_and_wait(
+        client, Keypair(compute_dev_seed("dev0")), body, "starting the federation"
+    )
+
+
+async def report_rounds(devnet: Devnet, client: NodeClient, seen: set[tuple[int, int]]) -> None:
+    """One line per recorded federated round: the model's accuracy on held-out test rows, and
+    each contributor's share of the round's credit."""
+    if FEDERATED not in devnet.subnets:
+        return
+    netuid = devnet.subnets[FEDERATED]
+    names = {
+        c.hotkey: c.name.split("-", 1)[-1] for c in devnet.processes.children if c.role == "miner"
+    }
+    for record in (await client.get_lineage())["rounds"]:
+        key = (record["netuid"], record["round"])
+        if record["netuid"] != netuid or key in seen:
+            continue
+        seen.add(key)
+        current = await client.get_federation(netuid)
+        accuracy = ""
+        if current["model_hash"] == record["model_hash"]:
+            model = (await client.get_federated_model(record["model_hash"]))["parameters"]
+            test = federated.load_pools().test
+            accuracy = f"accuracy {federated.compute_accuracy(model, test):.3f}  "
+        total = sum(c["credit_u16"] for c in record["contributions"]) or 1
+        shares = ", ".join(
+            f"{names.get(c['hotkey'], c['hotkey'][-8:])} {100 * c['credit_u16'] / total:.0f}%"
+            for c in record["contributions"]
+        )
+        block, number = record["recorded_at"], record["round"]
+        devnet.config.say(f"block {block:>5}  federated round {number}: {accuracy}{shares}")
+
+
 async def wait_until_serving(devnet: Devnet, client: NodeClient) -> None:
-    """Until every miner's endpoint and every validator's stake is on chain, showing progress."""
+    """Until every miner's endpoint and every validator's stake is on chain: one line per
+    process as it becomes ready, and who is still loading when nothing moved for a while."""
     participants = [c for c in devnet.processes.children if c.role in ("miner", "validator")]
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = ""
+    started = time.monotonic()
+    deadline = started + START_TIMEOUT_S
+    done: list[Child] = []
+    quiet_since = started
     while True:
         dead = devnet.processes.find_dead()
         if dead is not None:
             raise DevnetError(f"{dead.name} exited:\n{tail(dead.log)}")
         ready = await _ready_hotkeys(devnet, client)
-        done = [c for c in participants if c.hotkey in ready]
-        line = f"  {len(done)}/{len(participants)} participants ready"
-        waiting = [c.name for c in participants if c.hotkey not in ready]
-        if waiting:
-            line += f" (loading: {', '.join(waiting[:4])}{' ...' if len(waiting) > 4 else ''})"
-        if line != last:
-            devnet.config.say(line)
-            last = line
+        now = time.monotonic()
+        for child in participants:
+            if child.hotkey in ready and child not in done:
+                done.append(child)
+                quiet_since = now
+                count = f"{len(done)}/{len(participants)}"
+                devnet.config.say(f"  ready {count}: {child.name}  ({now - started:.0f} s)")
+        waiting = [c.name for c in participants if c not in done]
         if not waiting:
             return
-        if time.monotonic() > deadline:
+        if now - quiet_since >= PROGRESS_EVERY_S:
+            quiet_since = now
+            more = f" and {len(waiting) - 4} more" if len(waiting) > 4 else ""
+            devnet.config.say(f"  loading {', '.join(waiting[:4])}{more}  ({now - started:.0f} s)")
+        if now > deadline:
             raise DevnetError(f"not ready after {START_TIMEOUT_S:.0f} s: {', '.join(waiting)}")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
 
 
 async def _ready_hotkeys(devnet: Devnet, client: NodeClient) -> set[str]:
@@ -506,6 +653,12 @@ def describe(devnet: Devnet) -> str:
             f"  agora mcp --wallet {payer} --wallet-dir {wallets} --node {url}   "
             "(every service as an MCP tool)",
         ]
+    if FEDERATED in devnet.subnets:
+        lines += [
+            f"  curl {url}/v1/federations/{devnet.subnets[FEDERATED]}   (the current round)",
+            f"  agora lineage export --out {devnet.data_dir / 'lineage'} --node {url}",
+            f"  agora lineage show <model hash or agr1... account> --node {url}",
+        ]
     lines += governance_hint(
         devnet.data_dir,
         url,
@@ -580,8 +733,12 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
             names = [name for name, *_ in plan] + ([DEVELOPER] if config.gateway else [])
             names += [AGENT] if has_agent(config) else []
             await fund_wallets(devnet, client, names)
+            say(f"  wallets    {len(names)} funded")
+            await prepare_models(devnet, stop)
+            if stop.is_set():
+                return
             start_participants(devnet, plan)
-            say(f"Loading models in {len(plan)} processes (the first run caches them) ...")
+            say(f"Starting {len(plan)} miner and validator processes, each loading its model ...")
             await run_until_stopped(stop, wait_until_serving(devnet, client))
             if stop.is_set():
                 return
@@ -589,8 +746,11 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                 await start_gateway(devnet)
             if has_agent(config):
                 await start_agent(devnet)
+            if FEDERATED in devnet.subnets:
+                await start_federation(devnet, client)
             say(describe(devnet))
             seen: dict[int, int] = {}
+            rounds: set[tuple[int, int]] = set()
             while not stop.is_set():
                 dead = devnet.processes.find_dead()
                 if dead is not None:
@@ -598,6 +758,7 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                     devnet.processes.children.remove(dead)
                 with contextlib.suppress(AgoraError):
                     await report_epochs(devnet, client, seen)
+                    await report_rounds(devnet, client, rounds)
                 await wait_for_stop(stop, 1.0)
     finally:
         say("Stopping every devnet process ...")

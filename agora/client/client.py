@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from agora.errors import AgoraError, decode_error
+from agora.node.errors import MalformedBlock
 from agora.node.wire import block_from_json, from_hex, to_hex
 from agora.protocol.blocks import Block
 
@@ -129,8 +130,18 @@ class NodeClient:
         return answer
 
     async def list_blocks(self, start: int, limit: int = 100) -> list[Block]:
+        """The blocks from ``start``; an answer that is not a list of blocks raises
+        ``MalformedBlock``."""
         answer = await self.request("GET", f"/v1/blocks?from={start}&limit={limit}")
-        return [block_from_json(block) for block in answer["blocks"]]
+        blocks = answer.get("blocks") if isinstance(answer, dict) else None
+        if not isinstance(blocks, list):
+            raise MalformedBlock(f"{self.base_url}: the answer for blocks from {start} has none")
+        try:
+            return [block_from_json(block) for block in blocks]
+        except AgoraError as error:
+            raise MalformedBlock(
+                f"{self.base_url}: a block from {start} cannot be decoded: {error.message}"
+            ) from None
 
     async def get_head(self) -> dict[str, Any]:
         answer: dict[str, Any] = await self.request("GET", "/v1/head")

@@ -72,6 +72,22 @@ class ParameterOutOfRange(NodeError):
     code = 3043
 
 
+class GenesisMismatch(NodeError):
+    """A follower's leader serves another chain's genesis than the one the follower recorded
+    or was given with ``--genesis``; the follower refuses to follow it."""
+
+    code = 3044
+    http_status = 502
+
+
+class MalformedBlock(NodeError):
+    """A node's answer carries a block that cannot be decoded; a follower served one by its
+    leader halts instead of asking again forever."""
+
+    code = 3045
+    http_status = 502
+
+
 class BodyTooLarge(NodeError):
     """The request body exceeds the API's size limit."""
 

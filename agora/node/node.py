@@ -17,6 +17,7 @@ libsodium releases the interpreter lock, so those checks run beside the loop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -78,8 +79,10 @@ class NodeConfig:
     # Dev chains: a funded key the faucet endpoint pays from, and its grant per request.
     faucet_seed: bytes | None = None
     faucet_amount: int = 0
-    # Follower mode: how often to ask the leader for new blocks when it had none.
+    # Follower mode: how often to ask the leader for new blocks when it had none, and how
+    # many forwarded transactions it remembers as pending (the oldest are forgotten first).
     poll_interval_seconds: float = 0.2
+    max_forwarded: int = DEFAULT_MAX_PENDING
     # The block stream replays at most this many stored blocks to a reader that resumes;
     # one further behind is told where to page from (StreamTooFarBehind).
     stream_backlog_blocks: int = DEFAULT_STREAM_BACKLOG_BLOCKS
@@ -114,8 +117,9 @@ class Node:
         self.sequencer: Sequencer | None = None
         self._subscribers: set[asyncio.Queue[AppliedBlock]] = set()
         self._forward: Callable[[list[bytes]], Any] | None = None
-        # A follower's forwarded transactions: reported pending until a pulled block has them.
-        self.forwarded: set[bytes] = set()
+        # A follower's forwarded transactions: reported pending until a pulled block has them,
+        # at most ``max_forwarded`` (a leader may drop what it was sent: none stays forever).
+        self.forwarded: dict[bytes, None] = {}
 
     def close(self) -> None:
         """Let a block on its way finish and be recorded, then stop the threads."""
@@ -134,7 +138,7 @@ class Node:
             raise ChainHalted(f"this node has halted: {self.halted.message}")
         if self._forward is not None:
             forwarded: list[bytes] = await self._forward(raws)
-            self.forwarded.update(forwarded)
+            self._remember_forwarded(forwarded)
             return forwarded
         assert self.sequencer is not None
         checked = await self._check_off_loop(raws)
@@ -261,6 +265,14 @@ class Node:
         """Followers pass submitted transactions on to the node they follow."""
         self._forward = forward
 
+    def _remember_forwarded(self, hashes: list[bytes]) -> None:
+        for tx_hash in hashes:
+            self.forwarded.pop(tx_hash, None)
+            self.forwarded[tx_hash] = None
+        excess = len(self.forwarded) - self.config.max_forwarded
+        for tx_hash in list(itertools.islice(self.forwarded, max(excess, 0))):
+            del self.forwarded[tx_hash]
+
     async def wait_state_settled(self) -> None:
         """Return when no block is being built or applied, so that the caller, until its
         next ``await``, reads the state as a whole."""
@@ -287,7 +299,8 @@ class Node:
     def _record(self, applied: AppliedBlock, started: float) -> None:
         self.mempool.remove_included([r.tx_hash for r in applied.outcomes])
         if self.forwarded:
-            self.forwarded.difference_update(r.tx_hash for r in applied.receipts)
+            for receipt in applied.receipts:
+                self.forwarded.pop(receipt.tx_hash, None)
         metrics = self.metrics
         metrics.blocks_applied += 1
         metrics.transactions_applied += len(applied.receipts)

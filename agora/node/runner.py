@@ -4,6 +4,13 @@
 process receives SIGINT or SIGTERM (after closing the API, the sequencer and the store), and
 raises when the node halts (a follower that saw a mismatching state root).
 
+A follower's genesis is pinned: the one it was given (``--genesis``), else the one its store
+recorded, else, on its first start only, its leader's. Before it reads blocks from a leader
+(and again after the leader was unreachable) it checks that the leader's genesis is that
+one, and refuses another chain's (``GenesisMismatch``). A block it cannot decode halts it
+(``MalformedBlock``): asking again would only get the same bytes. An unreachable leader, or
+one that refuses for a while, is waited for.
+
 What lives above the node in Agora's layers is handed in by the command that runs it: a
 follower's leader (a ``NodeClient``; ``Leader`` says what the node needs of it), and
 ``extensions`` that add routes to the node's HTTP app (the explorer's pages, for one).
@@ -21,6 +28,7 @@ from aiohttp import web
 
 from agora.errors import AgoraError
 from agora.node.api import create_app
+from agora.node.errors import GenesisMismatch, MalformedBlock
 from agora.node.node import Node, NodeConfig
 from agora.node.store import Store
 from agora.node.worker import GroupCommitPool, Worker
@@ -64,10 +72,10 @@ async def run_node(
     # The builder and checker threads hold the interpreter lock for up to a switch interval
     # at a time; 1 ms instead of 5 lets the loop answer between their slices.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    if genesis is None and leader is not None:
-        genesis = await leader.get_genesis()
     store = Store(config.data_dir / "node.db")
     try:
+        if genesis is None and leader is not None and store.get_genesis() is None:
+            genesis = await leader.get_genesis()
         state = store.initialize(genesis) if genesis is not None else store.load_state()
         writer = Worker("agora-write")
         node = Node(config, store, state, writer)
@@ -94,14 +102,32 @@ async def run_node(
         store.close()
 
 
-def _block_fetcher(leader: Leader) -> Callable[[int], Any]:
-    """Blocks from the leader; an unreachable leader is waited for, not fatal."""
+def validate_leader_genesis(pinned: dict[str, Any], theirs: dict[str, Any], url: str) -> None:
+    if theirs != pinned:
+        raise GenesisMismatch(
+            f"the leader {url} serves chain {theirs.get('chain_id')!r} from another genesis "
+            f"than this follower's (chain {pinned.get('chain_id')!r}); follow a node of this "
+            "chain, or start from another data directory"
+        )
+
+
+def _block_fetcher(leader: Leader, genesis: dict[str, Any]) -> Callable[[int], Any]:
+    """Blocks from the leader, once its genesis is checked; an unreachable leader is waited
+    for, and its genesis checked again when it answers."""
+    checked = False
 
     async def fetch(height: int) -> list[Any]:
+        nonlocal checked
         try:
+            if not checked:
+                validate_leader_genesis(genesis, await leader.get_genesis(), leader.base_url)
+                checked = True
             return await leader.list_blocks(height, 100)
+        except (GenesisMismatch, MalformedBlock):
+            raise
         except AgoraError as error:
             log.warning("leader %s: %s; retrying", leader.base_url, error.message)
+            checked = False
             return []
 
     return fetch
@@ -115,6 +141,9 @@ async def _serve_until_stopped(
     else:
         if leader is None:
             raise ValueError("a node needs a sequencer or a leader to follow")
+        genesis = node.store.get_genesis()
+        if genesis is None:
+            raise ValueError("a follower's store holds its genesis before it follows")
         node.set_forwarder(leader.submit)
-        work = node.run_following(_block_fetcher(leader))
+        work = node.run_following(_block_fetcher(leader, genesis))
     await run_until_signal(lambda stop: run_until_stopped(stop, work))
