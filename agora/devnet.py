@@ -710,7 +710,7 @@ async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]
             if child is None or child.role != "miner":
                 continue
             share = 100 * neuron["incentive"] / total
-            label = child.name.split("-", 1)[1]
+            label = child.name.removeprefix(f"{task}-")  # a kind may hold "-" itself
             parts.append(f"{label} {share:.0f}%")
         devnet.config.say(
             f"block {graph['block']:>5}  {task:<14} epoch {epoch}: {', '.join(parts)}"
