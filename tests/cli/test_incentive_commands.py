@@ -101,8 +101,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 @pytest.fixture(scope="module")
 def cli(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     cli = Cli(node, tmp_path_factory.mktemp("home"))
+    seeds = tmp_path_factory.mktemp("seeds")
     for name, key in WALLETS.items():
-        cli.json(f"wallet import {name} --seed-hex {key.seed_hex} --kdf minimum")
+        (seeds / name).write_text(key.seed_hex)
+        cli.json(f"wallet import {name} --seed-file {seeds / name} --kdf minimum")
     return cli
 
 
