@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "Set-up done."
 
+# DEVNET_ARGS: more options for the devnet (`make run DEVNET_ARGS="--miners 3 --port 0"`).
+DEVNET_ARGS ?=
 run: $(STAMP)
-	$(BIN)/agora devnet --data-dir .agora/devnet
+	$(BIN)/agora devnet --data-dir .agora/devnet $(DEVNET_ARGS)
 
 # anvil, a local EVM node, ships as a native binary inside an npm package.
 $(ANVIL):

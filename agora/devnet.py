@@ -6,7 +6,11 @@ ethereum``), creates a subnet per task (the built-in ones, or any installed kind
 participant, and starts every miner and validator as its own ``agora miner run`` /
 ``agora validator run`` process: the same commands an operator runs by hand. A cheating miner
 per subnet (random answers by default) shows validators at work. Everything writes under one
-data directory (logs included); models are cached there between runs.
+data directory (logs included), but the model cache: SmolLM2's weights are de-quantized once,
+by the devnet itself before any generation process starts, into the cache every devnet and
+process on the machine shares (``~/.cache/agora``). While it loads, the devnet prints one line
+per step and per process ready ("ready 7/14: embedding-miner-1"), so a person sees how far
+along it is.
 
 Every child is stopped on Ctrl-C or SIGTERM, and dies with the devnet if it is killed
 (Linux's parent-death signal), so none is left behind.
@@ -43,6 +47,11 @@ from agora.protocol.federation import encode_vector
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, SetHyperparameter
 from agora.tasks import federated
+from agora.tasks.generation_model import (
+    get_converted_model_dir,
+    get_default_cache_dir,
+    is_model_converted,
+)
 from agora.wallet.keys import Keypair
 from agora.wallet.keystore import KDF_PRESETS, Keystore
 
@@ -57,6 +66,7 @@ PARTICIPANT_FUNDS = 10_000 * BASE_UNITS_PER_AGR
 VALIDATOR_STAKE = 5_000 * BASE_UNITS_PER_AGR
 START_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 15.0
+PROGRESS_EVERY_S = 20.0  # a "still loading" line when no process got ready for this long
 _NODE_URL = re.compile(r"API\s+(http://[0-9.]+:[0-9]+)/v1")
 _GATEWAY_URL = re.compile(r"OpenAI API at\s+(http://[0-9.]+:[0-9]+/v1)")
 MINER_PRICE = "0.001/request"  # what honest miners charge paying callers (the gateway)
@@ -74,8 +84,9 @@ class DevnetError(AgoraError):
 @dataclass(slots=True, kw_only=True)
 class DevnetConfig:
     data_dir: Path
-    miners: int = 3
-    generation_miners: int = 2  # each holds a 135M-parameter model in memory
+    cache_dir: Path | None = None  # the shared model cache; None: get_default_cache_dir()
+    miners: int = 2
+    generation_miners: int = 1  # each holds a 135M-parameter model in memory
     validators: int = 2
     cheaters: tuple[str, ...] = ("random",)
     block_time_ms: int = 1000
@@ -343,9 +354,37 @@ def plan_participants(config: DevnetConfig) -> list[tuple[str, str, str, str]]:
     return plan
 
 
+def get_cache_dir(config: DevnetConfig) -> Path:
+    return config.cache_dir if config.cache_dir is not None else get_default_cache_dir()
+
+
+async def prepare_models(devnet: Devnet, stop: asyncio.Event) -> None:
+    """SmolLM2's GGUF file de-quantized once into the shared cache, in a process of its own,
+    before any generation process starts: otherwise every one of them converts it at once."""
+    if "generation" not in devnet.config.tasks:
+        return
+    cache = get_cache_dir(devnet.config)
+    say = devnet.config.say
+    if is_model_converted(cache):
+        say(f"  model      SmolLM2-135M-Instruct, cached in {get_converted_model_dir(cache)}")
+        return
+    say(f"  model      converting SmolLM2-135M-Instruct once into {cache} (about 30 s) ...")
+    started = time.monotonic()
+    argv = [sys.executable, "-m", "agora.tasks.generation_model", str(cache)]
+    child = devnet.processes.start("model-conversion", "setup", argv, _child_env())
+    while child.process.poll() is None and not stop.is_set():
+        await asyncio.sleep(0.2)
+    if stop.is_set():
+        return
+    devnet.processes.children.remove(child)
+    if child.process.returncode != 0:
+        raise DevnetError(f"the model conversion failed:\n{tail(child.log)}")
+    say(f"  model      converted in {time.monotonic() - started:.0f} s")
+
+
 def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) -> None:
     wallets = str(devnet.data_dir / "wallets")
-    cache = str(devnet.data_dir / "cache")
+    cache = str(get_cache_dir(devnet.config))
     for name, role, task, behaviour in plan:
         netuid = str(devnet.subnets[task])
         common = ["--node", devnet.node_url, "--netuid", netuid, "--wallet", name]
@@ -455,28 +494,35 @@ async def report_rounds(devnet: Devnet, client: NodeClient, seen: set[tuple[int,
 
 
 async def wait_until_serving(devnet: Devnet, client: NodeClient) -> None:
-    """Until every miner's endpoint and every validator's stake is on chain, showing progress."""
+    """Until every miner's endpoint and every validator's stake is on chain: one line per
+    process as it becomes ready, and who is still loading when nothing moved for a while."""
     participants = [c for c in devnet.processes.children if c.role in ("miner", "validator")]
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = ""
+    started = time.monotonic()
+    deadline = started + START_TIMEOUT_S
+    done: list[Child] = []
+    quiet_since = started
     while True:
         dead = devnet.processes.find_dead()
         if dead is not None:
             raise DevnetError(f"{dead.name} exited:\n{tail(dead.log)}")
         ready = await _ready_hotkeys(devnet, client)
-        done = [c for c in participants if c.hotkey in ready]
-        line = f"  {len(done)}/{len(participants)} participants ready"
-        waiting = [c.name for c in participants if c.hotkey not in ready]
-        if waiting:
-            line += f" (loading: {', '.join(waiting[:4])}{' ...' if len(waiting) > 4 else ''})"
-        if line != last:
-            devnet.config.say(line)
-            last = line
+        now = time.monotonic()
+        for child in participants:
+            if child.hotkey in ready and child not in done:
+                done.append(child)
+                quiet_since = now
+                count = f"{len(done)}/{len(participants)}"
+                devnet.config.say(f"  ready {count}: {child.name}  ({now - started:.0f} s)")
+        waiting = [c.name for c in participants if c not in done]
         if not waiting:
             return
-        if time.monotonic() > deadline:
+        if now - quiet_since >= PROGRESS_EVERY_S:
+            quiet_since = now
+            more = f" and {len(waiting) - 4} more" if len(waiting) > 4 else ""
+            devnet.config.say(f"  loading {', '.join(waiting[:4])}{more}  ({now - started:.0f} s)")
+        if now > deadline:
             raise DevnetError(f"not ready after {START_TIMEOUT_S:.0f} s: {', '.join(waiting)}")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
 
 
 async def _ready_hotkeys(devnet: Devnet, client: NodeClient) -> set[str]:
@@ -665,7 +711,7 @@ async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]
             if child is None or child.role != "miner":
                 continue
             share = 100 * neuron["incentive"] / total
-            label = child.name.split("-", 1)[1]
+            label = child.name.removeprefix(f"{task}-")  # a kind may hold "-" itself
             parts.append(f"{label} {share:.0f}%")
         devnet.config.say(
             f"block {graph['block']:>5}  {task:<14} epoch {epoch}: {', '.join(parts)}"
@@ -688,8 +734,12 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
             names = [name for name, *_ in plan] + ([DEVELOPER] if config.gateway else [])
             names += [AGENT] if has_agent(config) else []
             await fund_wallets(devnet, client, names)
+            say(f"  wallets    {len(names)} funded")
+            await prepare_models(devnet, stop)
+            if stop.is_set():
+                return
             start_participants(devnet, plan)
-            say(f"Loading models in {len(plan)} processes (the first run caches them) ...")
+            say(f"Starting {len(plan)} miner and validator processes, each loading its model ...")
             await run_until_stopped(stop, wait_until_serving(devnet, client))
             if stop.is_set():
                 return

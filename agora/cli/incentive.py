@@ -22,6 +22,7 @@ from agora.protocol.consensus.weights import compute_commit_hash
 from agora.protocol.staking import AddStake, RemoveStake, SetTake
 from agora.protocol.subnets import NO_HOTKEY, CreateSubnet, Register, Serve, SetHyperparameter
 from agora.protocol.weights import CommitWeights, RevealWeights, SetWeights
+from agora.tasks.registry import ENTRY_POINT_GROUP, list_task_kinds
 from agora.wallet.keys import Keypair
 
 subnet_app = typer.Typer(help="Subnets: markets for one kind of AI work.", no_args_is_help=True)
@@ -110,6 +111,19 @@ def subnet_list(node: NodeOption = None, json_mode: JsonOption = False) -> None:
                 format_agr(s["burn"]),
             )
         console.print(table)
+
+    emit(result, json_mode, show)
+
+
+@subnet_app.command("tasks")
+@user_errors
+def subnet_tasks(json_mode: JsonOption = False) -> None:
+    """List the task kinds installed here (Agora's and plug-ins'): what miners can serve."""
+    result = {"entry_point_group": ENTRY_POINT_GROUP, "tasks": list_task_kinds()}
+
+    def show(console: Console) -> None:
+        for kind in result["tasks"]:
+            console.print(kind, highlight=False)
 
     emit(result, json_mode, show)
 

@@ -95,6 +95,14 @@ def miner_run(
             "agora.tasks.federated); they never leave this process.",
         ),
     ] = None,
+    serve_model: Annotated[
+        bool,
+        typer.Option(
+            "--serve-model",
+            help="A federated subnet's server: sell predictions of the subnet's current "
+            "trained model (its hash goes on chain; paid requests pay its contributors).",
+        ),
+    ] = False,
     data_dir: Annotated[
         Path,
         typer.Option(
@@ -131,6 +139,7 @@ def miner_run(
         claim_interval_s=claim_interval,
         cache_dir=cache_dir,
         data_file=data,
+        serve_model=serve_model,
         on_status=_status(Console()),
     )
     asyncio.run(run_miner(config))
@@ -182,10 +191,10 @@ def devnet(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Where everything goes (wiped, but the model cache).")
     ] = Path(".agora/devnet"),
-    miners: Annotated[int, typer.Option("--miners", help="Honest miners per subnet.")] = 3,
+    miners: Annotated[int, typer.Option("--miners", help="Honest miners per subnet.")] = 2,
     generation_miners: Annotated[
         int, typer.Option("--generation-miners", help="Honest miners on the generation subnet.")
-    ] = 2,
+    ] = 1,
     validators: Annotated[int, typer.Option("--validators", help="Validators per subnet.")] = 2,
     no_cheater: Annotated[bool, typer.Option("--no-cheater", help="No cheating miner.")] = False,
     cheaters: Annotated[
@@ -210,6 +219,10 @@ def devnet(
         int, typer.Option("--gateway-port", help="The OpenAI-compatible gateway's port.")
     ] = 8080,
     no_gateway: Annotated[bool, typer.Option("--no-gateway", help="Start no gateway.")] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="The model cache (default ~/.cache/agora, shared)."),
+    ] = None,
 ) -> None:
     """A whole network on this machine: node, subnets, miners with real models, validators."""
     from agora.devnet import DevnetConfig, run_devnet
@@ -229,6 +242,7 @@ def devnet(
     console = Console()
     config = DevnetConfig(
         data_dir=data_dir,
+        cache_dir=cache_dir,
         miners=miners,
         generation_miners=generation_miners,
         validators=validators,

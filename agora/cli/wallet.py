@@ -132,9 +132,17 @@ def import_key(
     hotkey: Annotated[
         str | None, typer.Option("--hotkey", help="Import a hotkey of this name.")
     ] = None,
+    seed_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--seed-file",
+            help="A file holding the 32-byte seed as hex, or - for stdin (without it the "
+            "seed is prompted for, hidden).",
+        ),
+    ] = None,
     seed_hex: Annotated[
         str | None,
-        typer.Option("--seed-hex", help="32-byte seed as hex (prompted, hidden, if omitted)."),
+        typer.Option("--seed-hex", hidden=True, help="Refused: use --seed-file or the prompt."),
     ] = None,
     keyfile: Annotated[
         Path | None, typer.Option("--keyfile", help="A keyfile written by `export`.")
@@ -144,16 +152,25 @@ def import_key(
     json_mode: JsonOption = False,
     wallet_dir: WalletDirOption = None,
 ) -> None:
-    """Import a coldkey (default) or a hotkey from a seed or an exported keyfile."""
-    if seed_hex is not None and keyfile is not None:
-        raise CliError("give either --seed-hex or --keyfile, not both")
+    """Import a coldkey (default) or a hotkey from a seed or an exported keyfile.
+
+    The seed never goes on the command line (other users' `ps` and the shell history would
+    see it): it is read from --seed-file, from stdin (--seed-file -) or from a hidden prompt.
+    """
+    if seed_hex is not None:
+        raise CliError(
+            "--seed-hex would put the secret on the command line, where `ps` and the shell "
+            "history see it: pass --seed-file FILE (or - for stdin), or type it at the prompt"
+        )
+    if seed_file is not None and keyfile is not None:
+        raise CliError("give either --seed-file or --keyfile, not both")
     keystore = Keystore(wallet_root(wallet_dir))
     if hotkey is None:
-        _import_coldkey(keystore, wallet, keyfile, seed_hex, kdf, overwrite)
+        _import_coldkey(keystore, wallet, keyfile, seed_file, kdf, overwrite)
         info = keystore.get_wallet(wallet)
         emit(_wallet_json(info), json_mode, lambda console: _print_wallet(console, info))
         return
-    _import_hotkey(keystore, wallet, hotkey, keyfile, seed_hex, overwrite)
+    _import_hotkey(keystore, wallet, hotkey, keyfile, seed_file, overwrite)
     hotkey_info = keystore.get_hotkey(wallet, hotkey)
     emit(_hotkey_json(hotkey_info), json_mode, lambda c: _print_hotkeys(c, [hotkey_info]))
 
@@ -219,7 +236,7 @@ def _import_coldkey(
     keystore: Keystore,
     wallet: str,
     keyfile: Path | None,
-    seed_hex: str | None,
+    seed_file: Path | None,
     kdf: KdfCost,
     overwrite: bool,
 ) -> Keypair:
@@ -227,7 +244,7 @@ def _import_coldkey(
     if keyfile is not None:
         data = keyfile.read_bytes()
         return keystore.import_coldkey_file(wallet, data, _existing_password(), overwrite=overwrite)
-    seed = _read_seed(seed_hex)
+    seed = _read_seed(seed_file)
     return keystore.import_coldkey(
         wallet, seed, _new_password(), kdf=KDF_PRESETS[kdf.value], overwrite=overwrite
     )
@@ -238,7 +255,7 @@ def _import_hotkey(
     wallet: str,
     hotkey: str,
     keyfile: Path | None,
-    seed_hex: str | None,
+    seed_file: Path | None,
     overwrite: bool,
 ) -> Keypair:
     validate_name(hotkey, "hotkey")
@@ -247,7 +264,7 @@ def _import_hotkey(
         return keystore.import_hotkey_file(
             wallet, hotkey, keyfile.read_bytes(), overwrite=overwrite
         )
-    return keystore.import_hotkey(wallet, hotkey, _read_seed(seed_hex), overwrite=overwrite)
+    return keystore.import_hotkey(wallet, hotkey, _read_seed(seed_file), overwrite=overwrite)
 
 
 def _load_key(keystore: Keystore, wallet: str, hotkey: str | None) -> Keypair:
@@ -301,10 +318,15 @@ def _existing_password() -> str:
     return str(typer.prompt("Coldkey password", hide_input=True, err=True))
 
 
-def _read_seed(seed_hex: str | None) -> bytes:
-    if seed_hex is None:
-        seed_hex = str(typer.prompt("Seed (64 hex characters)", hide_input=True, err=True))
-    return parse_seed_hex(seed_hex)
+def _read_seed(seed_file: Path | None) -> bytes:
+    """The seed from ``seed_file`` (``-``: stdin), else from a hidden prompt."""
+    if seed_file is None:
+        text = str(typer.prompt("Seed (64 hex characters)", hide_input=True, err=True))
+    elif str(seed_file) == "-":
+        text = sys.stdin.readline()
+    else:
+        text = seed_file.expanduser().read_text()
+    return parse_seed_hex(text.strip())
 
 
 def _hotkey_json(info: HotkeyInfo) -> dict[str, str]:

@@ -5,10 +5,11 @@
 package, de-quantized by transformers once (about 25 s) and cached as float32 safetensors (a
 later load takes about a second), run in one worker thread so the event loop stays responsive.
 
-The cache (``get_default_cache_dir``, else the directory given to ``load``) holds one
-directory per GGUF file's digest. A conversion writes to a temporary sibling directory and
-renames it into place, so a killed process never leaves a half-written cache; a damaged cache
-is converted again.
+The cache (the directory given to ``load``, else ``get_default_cache_dir``:
+``~/.cache/agora``, shared by every process and devnet on the machine) holds one directory
+per GGUF file's digest; ``python -m agora.tasks.generation_model CACHE_DIR`` fills it ahead
+of time. A conversion writes to a temporary sibling directory and renames it into place, so
+a killed process never leaves a half-written cache; a damaged cache is converted again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -291,20 +293,42 @@ def _compute_file_digest(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
+def get_converted_model_dir(cache_dir: Path | None = None) -> Path:
+    """Where the de-quantized weights of the installed GGUF file live (or will live):
+    ``cache_dir`` (else ``get_default_cache_dir()``), keyed by the GGUF file's sha256, so
+    every process and every devnet on this machine shares one conversion."""
+    root = cache_dir if cache_dir is not None else get_default_cache_dir()
+    return root / f"smollm2-135m-instruct-{_compute_file_digest(find_gguf_file())[:16]}"
+
+
+def is_model_converted(cache_dir: Path | None = None) -> bool:
+    """Whether the cache holds a finished conversion (cheap: no torch import)."""
+    directory = get_converted_model_dir(cache_dir)
+    return all((directory / name).is_file() for name in ("config.json", "model.safetensors"))
+
+
+def prepare_converted_model(cache_dir: Path | None = None) -> Path:
+    """The cache directory, converting the GGUF file into it first when missing (``agora
+    devnet`` runs this once, before it starts any generation process)."""
+    converted = get_converted_model_dir(cache_dir)
+    if not is_model_converted(cache_dir):
+        shutil.rmtree(converted, ignore_errors=True)
+        _convert_gguf(find_gguf_file(), converted)
+    return converted
+
+
 def _load_model(cache_dir: Path | None) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from the cache, which is built first when missing or damaged."""
     os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may reach a model hub
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    gguf_path = find_gguf_file()
-    root = cache_dir if cache_dir is not None else get_default_cache_dir()
-    converted = root / f"smollm2-135m-instruct-{_compute_file_digest(gguf_path)[:16]}"
+    converted = get_converted_model_dir(cache_dir)
     if converted.is_dir():
         try:
             return _load_converted(converted)
         except Exception as error:  # a damaged cache is rebuilt, not fatal
             log.warning("model cache %s unreadable (%s); converting again", converted, error)
             shutil.rmtree(converted, ignore_errors=True)
-    _convert_gguf(gguf_path, converted)
+    _convert_gguf(find_gguf_file(), converted)
     return _load_converted(converted)
 
 
@@ -389,3 +413,11 @@ def _is_process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+if __name__ == "__main__":
+    # ``python -m agora.tasks.generation_model CACHE_DIR``: the conversion alone, in its own
+    # process (``agora devnet`` runs it so that its own process never holds torch).
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    print(prepare_converted_model(Path(sys.argv[1])), flush=True)

@@ -66,8 +66,10 @@ class Cli:
 @pytest.fixture(scope="module")
 def cli(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     cli = Cli(node.url, tmp_path_factory.mktemp("wallets"))
+    seed = tmp_path_factory.mktemp("seeds") / "alice"
+    seed.write_text(ALICE.seed_hex)
     imported = cli.json(
-        "wallet", "import", "alice", "--seed-hex", ALICE.seed_hex, "--kdf", "minimum",
+        "wallet", "import", "alice", "--seed-file", str(seed), "--kdf", "minimum",
         node=False, wallet=True,
     )  # fmt: skip
     assert imported["coldkey_address"] == ALICE.address

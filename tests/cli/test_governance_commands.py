@@ -68,9 +68,10 @@ def cli(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     for name, key in (("alice", ALICE), ("bob", BOB)):
         result = cli.runner.invoke(
             app,
-            ["wallet", "import", name, "--seed-hex", key.seed_hex, "--kdf", "minimum",
+            ["wallet", "import", name, "--seed-file", "-", "--kdf", "minimum",
              "--wallet-dir", str(cli.wallet_dir)],
             env={"AGORA_WALLET_PASSWORD": PASSWORD, "AGORA_HOME": None},
+            input=key.seed_hex,
         )  # fmt: skip
         assert result.exit_code == 0, result.stderr
     return cli

@@ -101,8 +101,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 @pytest.fixture(scope="module")
 def cli(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     cli = Cli(node, tmp_path_factory.mktemp("home"))
+    seeds = tmp_path_factory.mktemp("seeds")
     for name, key in WALLETS.items():
-        cli.json(f"wallet import {name} --seed-hex {key.seed_hex} --kdf minimum")
+        (seeds / name).write_text(key.seed_hex)
+        cli.json(f"wallet import {name} --seed-file {seeds / name} --kdf minimum")
     return cli
 
 
@@ -263,6 +265,26 @@ def test_a_user_error_in_a_real_process_has_no_traceback(node: NodeProcess) -> N
     )
     assert_user_error(done.returncode, done.stderr, 2001)
     assert done.stdout == ""
+
+
+def test_a_task_no_package_provides_runs_no_miner_or_validator(
+    cli: Cli, node: NodeProcess, hotkeys: dict[str, str]
+) -> None:
+    """The ledger takes any well-formed kind; a miner or validator without the task's package
+    stops with one coded line before it registers or pays anything."""
+    cli.ok("""subnet create --task astrology --config '{"sign": "leo"}' --wallet carol""")
+    subnets = cli.json("subnet list")["subnets"]
+    netuid = next(s["netuid"] for s in subnets if s["task_kind"] == "astrology")
+    env = os.environ | cli.env
+    for role, wallet, hotkey in [("miner", "bob", "miner"), ("validator", "alice", "validator")]:
+        balance = node.account(WALLETS[wallet].address)["balance"]
+        command = [sys.executable, "-m", "agora", role, "run", "--netuid", str(netuid)]
+        command += ["--wallet", wallet, "--hotkey", hotkey, "--yes"]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert_user_error(done.returncode, done.stderr, 3480)
+        assert "astrology" in done.stderr
+        assert node.account(WALLETS[wallet].address)["balance"] == balance
+    assert node.get_json(f"/v1/subnets/{netuid}")["n"] == 0
 
 
 def test_the_http_routes_answer_coded_errors(node: NodeProcess) -> None:

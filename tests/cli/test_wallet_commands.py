@@ -120,11 +120,21 @@ def test_export_prints_the_encrypted_keyfile_as_is(cli: Cli) -> None:
     assert as_json["keyfile"] == json.loads(keyfile)
 
 
+def write_seed(cli: Cli, seed_hex: str) -> str:
+    path = cli.wallet_dir.parent / f"seed-{seed_hex[:8]}.txt"
+    path.write_text(seed_hex + "\n")
+    return str(path)
+
+
 def test_import_seeds_and_export_them_back_only_when_asked(cli: Cli) -> None:
-    imported = cli.json("import", "alice", "--seed-hex", SEED_HEX, "--kdf", "minimum")
+    imported = cli.json(
+        "import", "alice", "--seed-file", write_seed(cli, SEED_HEX), "--kdf", "minimum"
+    )
     assert imported["coldkey_address"] == Keypair.from_seed_hex(SEED_HEX).address
     hotkey_seed = "ab" * 32
-    hotkey = cli.json("import", "alice", "--hotkey", "miner1", "--seed-hex", hotkey_seed)
+    hotkey = cli.json(
+        "import", "alice", "--hotkey", "miner1", "--seed-file", write_seed(cli, hotkey_seed)
+    )
     assert hotkey["address"] == Keypair.from_seed_hex(hotkey_seed).address
     assert hotkey["coldkey_address"] == imported["coldkey_address"]
     exported = cli.json("export", "alice", "--unsafe-plaintext")
@@ -139,6 +149,22 @@ def test_import_seed_from_a_hidden_prompt(cli: Cli) -> None:
     assert result.exit_code == 0, result.output
     assert SEED_HEX not in result.output
     assert json.loads(result.stdout)["address"] == Keypair.from_seed_hex(SEED_HEX).address
+
+
+def test_import_seed_from_stdin_never_from_the_command_line(cli: Cli) -> None:
+    cli.json("create", "alice", "--kdf", "minimum")
+    result = cli.run("import", "alice", "--hotkey", "h", "--seed-file", "-", input=SEED_HEX)
+    assert result.exit_code == 0, result.output
+    assert SEED_HEX not in result.output
+    hotkey = cli.json("export", "alice", "--hotkey", "h", "--unsafe-plaintext")
+    assert hotkey["seed_hex"] == SEED_HEX
+
+    refused = cli.run("import", "alice", "--hotkey", "g", "--seed-hex", SEED_HEX)
+    assert_user_error(refused, 2)
+    assert "--seed-file" in refused.stderr
+    assert not (cli.wallet_dir / "alice" / "hotkeys" / "g.json").exists()
+    bad = write_seed(cli, "abc")
+    assert_user_error(cli.run("import", "alice", "--hotkey", "g", "--seed-file", bad), 3108)
 
 
 def test_overwrite_needs_the_flag(cli: Cli) -> None:
@@ -169,8 +195,9 @@ def test_wallet_dir_defaults_to_agora_home(tmp_path: Path) -> None:
         (("show", "nobody"), 3102),
         (("new-hotkey", "nobody"), 3102),
         (("export", "alice", "--hotkey", "ghost"), 3103),
-        (("import", "alice", "--hotkey", "h", "--seed-hex", "abc"), 3108),
-        (("import", "alice", "--seed-hex", SEED_HEX, "--keyfile", "x.json"), 2),
+        (("import", "alice", "--hotkey", "h", "--seed-file", "-"), 3108),
+        (("import", "alice", "--seed-file", "seed.txt", "--keyfile", "x.json"), 2),
+        (("import", "alice", "--hotkey", "h", "--seed-hex", SEED_HEX), 2),
     ],
 )
 def test_user_errors_are_one_line_and_exit_non_zero(

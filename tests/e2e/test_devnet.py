@@ -172,6 +172,22 @@ def test_honest_miners_earn_and_cheaters_do_not(devnet: RunningDevnet) -> None:
         assert all(value > 0 for value in dividends.values()), (task, dividends)
 
 
+def test_the_devnet_shows_the_model_and_each_process_ready(devnet: RunningDevnet) -> None:
+    text = devnet.output.read_text(errors="replace")
+    loading = text[: text.index("Agora devnet is running.")]
+    assert re.search(r"^  model +(SmolLM2-135M-Instruct, cached in|converted in) ", loading, re.M)
+    ready = re.findall(r"^  ready (\d+)/(\d+): (\S+)  \(\d+ s\)$", loading, re.M)
+    expected = {
+        f"{task}-{role}"
+        for task in TASKS
+        for role in [f"miner-{i}" for i in range(1 if task == "generation" else 2)]
+        + ["random", "copycat", "validator-0", "validator-1"]
+    }
+    assert [int(count) for count, _, _ in ready] == list(range(1, len(expected) + 1)), ready
+    assert {int(total) for _, total, _ in ready} == {len(expected)}
+    assert {name for _, _, name in ready} == expected
+
+
 def test_the_devnets_gateway_sells_the_miners_work(devnet: RunningDevnet) -> None:
     """A developer's program with the official client, pointed at the devnet's gateway."""
     import openai

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import re
@@ -32,6 +33,7 @@ from agora.tasks.registry import get_task, list_task_kinds
 from agora.wallet.keystore import Keystore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_task"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "write-your-own-task.md"
 KIND = "digit-sum"
 READY_TIMEOUT_S = 600.0
 EPOCH_TIMEOUT_S = 240.0
@@ -58,6 +60,16 @@ def installed(site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return site
 
 
+def test_the_guide_shows_the_example_package_file_for_file() -> None:
+    """docs/write-your-own-task.md has the package's two files in full: what this module
+    installs and runs is what a reader copies."""
+    guide = GUIDE.read_text()
+    blocks = dict(re.findall(r"```(toml|python)\n(.*?)```", guide, flags=re.DOTALL))
+    assert blocks["toml"] == (EXAMPLE / "pyproject.toml").read_text()
+    assert blocks["python"] == (EXAMPLE / "digit_sum_task.py").read_text()
+    assert "agora devnet --tasks digit-sum" in guide
+
+
 def test_an_installed_package_adds_a_task_kind(installed: Path) -> None:
     assert KIND in list_task_kinds()
     task = get_task(KIND)
@@ -71,6 +83,13 @@ def test_an_installed_package_adds_a_task_kind(installed: Path) -> None:
     assert task.compute_score(challenge, noise, reference, 0) == 0
     other = task.make_challenge(bytes(32), b"another miner", {"items": 16})
     assert other.request != challenge.request
+
+
+def test_the_cli_lists_an_installed_task_beside_the_built_in_ones(installed: Path) -> None:
+    command = [sys.executable, "-m", "agora", "subnet", "tasks", "--json"]
+    listed = json.loads(subprocess.run(command, check=True, capture_output=True).stdout)
+    assert listed["entry_point_group"] == "agora.tasks"
+    assert {KIND, "embedding", "classification", "generation", "federated"} <= set(listed["tasks"])
 
 
 def metagraph(url: str, netuid: int) -> dict[str, Any]:

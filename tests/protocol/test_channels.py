@@ -955,9 +955,12 @@ def test_the_cli_signs_claims_shows_and_closes_a_channel(
         assert result.exit_code != 0 and "Traceback" not in result.stderr
         assert result.stderr.strip().startswith(f"error[{code}]: "), result.stderr
 
-    ok(f"wallet import payer --seed-hex {dev[3].seed_hex} --kdf minimum")
-    ok(f"wallet import miner --seed-hex {dev[1].seed_hex} --kdf minimum")
-    ok(f"wallet import miner --hotkey hot --seed-hex {dev[2].seed_hex}")
+    seeds = tmp_path_factory.mktemp("seeds")
+    for index in (1, 2, 3):
+        (seeds / f"dev{index}").write_text(dev[index].seed_hex)
+    ok(f"wallet import payer --seed-file {seeds / 'dev3'} --kdf minimum")
+    ok(f"wallet import miner --seed-file {seeds / 'dev1'} --kdf minimum")
+    ok(f"wallet import miner --hotkey hot --seed-file {seeds / 'dev2'}")
     channel = devnet.channel_id
     miner = "--wallet miner --hotkey hot"
 
