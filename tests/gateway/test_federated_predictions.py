@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,7 @@ async def exercise(
             }
             await check_the_extension(network, http, base, model_hash)
             costs = await check_receipts(http, base, model_hash)
+            await check_lineage_from_a_receipt(http, base, node_url, model_hash, server)
         finally:
             miner_stop.set()
             await miner  # it claims what it earned before it stops
@@ -211,6 +213,42 @@ async def check_the_extension(
         f"{base}/agora/predictions", json={"model": "no-such-model", "input": [[0] * 64]}
     ) as answer:
         assert answer.status == 404
+
+
+async def agora(*args: str) -> tuple[int, str, str]:
+    """The CLI in a process of its own (the gateway it reads runs in this event loop)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agora",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def check_lineage_from_a_receipt(
+    http: aiohttp.ClientSession, base: str, node_url: str, model_hash: bytes, server: Keypair
+) -> None:
+    """``agora lineage show RECEIPT`` walks from a paid request to the model that answered
+    it, the data that trained it and who serves it."""
+    async with http.get(f"{base}/agora/receipts?limit=1") as answer:
+        receipt = (await answer.json())["data"][0]
+    code, out, err = await agora(
+        "lineage", "show", receipt["request_id"], "--gateway", base, "--node", node_url, "--json"
+    )
+    assert code == 0, err
+    walked = json.loads(out)
+    assert walked["request_id"] == receipt["request_id"]
+    assert [m["model_hash"] for m in walked["models"]] == ["0x" + model_hash.hex()]
+    assert walked["models"][0]["served_by"] == [server.address]
+    assert len(walked["models"][0]["rounds"]) == ROUNDS
+    code, _, err = await agora(
+        "lineage", "show", "req_unknown", "--gateway", base, "--node", node_url
+    )
+    assert code != 0 and "error[3672]" in err
 
 
 async def check_receipts(http: aiohttp.ClientSession, base: str, model_hash: bytes) -> list[int]:
