@@ -20,7 +20,9 @@ def test_every_json_twin_is_described() -> None:
 
 def test_the_explorer_adds_routes_beside_the_nodes(tmp_path: Path) -> None:
     store = Store(tmp_path / "node.db")
-    node = Node(NodeConfig(data_dir=tmp_path), store, store.initialize(create_dev_genesis(2, 1_763_700_000)))
+    node = Node(
+        NodeConfig(data_dir=tmp_path), store, store.initialize(create_dev_genesis(2, 1_763_700_000))
+    )
     app = create_app(node)
     before = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
     install(app, node)
