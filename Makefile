@@ -23,15 +23,19 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "Set-up done."
 
+# DEVNET_ARGS: more options for the devnet (`make run DEVNET_ARGS="--miners 3 --port 0"`).
+DEVNET_ARGS ?=
 run: $(STAMP)
-	$(BIN)/agora devnet --data-dir .agora/devnet
+	$(BIN)/agora devnet --data-dir .agora/devnet $(DEVNET_ARGS)
 
 # anvil, a local EVM node, ships as a native binary inside an npm package.
 $(ANVIL):
 	npm install --prefix . --no-save --no-package-lock --silent @foundry-rs/anvil-linux-amd64
 
 # The checks CI runs before the tests: lint, format, types (mypy's files are in pyproject.toml).
+# The explorer's browser tests drive Debian's Chromium (never a downloaded browser).
 test: lint $(ANVIL)
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

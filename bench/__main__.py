@@ -7,8 +7,9 @@ against a baseline measured in the same run. This runner starts each one in its 
 with the short arguments below unless ``--full`` is given, keeps its whole output in
 ``.agora/bench/NAME.txt``, reads its headline figures from that output, and prints them as
 one table; ``ratio`` is figure / baseline. Short runs use smaller inputs than the defaults,
-so their figures are noisier: quote full runs. A bench that fails shows its exit status, the
-others still run, and the runner exits non-zero. Nothing here asserts a speed.
+so their figures are noisier: quote full runs. ``newcomer`` (a fresh clone's ``make run`` to
+the first payout, twice: many minutes) runs only when named. A bench that fails shows its
+exit status, the others still run, and the runner exits non-zero. Nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Bench:
     name: str
     short: tuple[str, ...]  # arguments of a short run
     measures: tuple[Measure, ...]
+    module: str = ""  # the bench's module, when not ``bench.bench_NAME``
+    opt_in: bool = False  # run only when named (too long for every ``make bench``)
 
 
 BENCHES = (
@@ -194,6 +197,21 @@ BENCHES = (
         ),
     ),
 )
+NEWCOMER = Bench(
+    "newcomer",
+    (),
+    (
+        Measure(
+            "second run / fresh clone, to every subnet paid",
+            "s",
+            rf"^\(b\) second run, same clone, to every subnet paid\s+{NUMBER}",
+            rf"^\(a\) fresh clone, to every subnet paid\s+{NUMBER}",
+        ),
+    ),
+    module="bench.newcomer",
+    opt_in=True,
+)
+ALL_BENCHES = (*BENCHES, NEWCOMER)
 
 
 def read_number(pattern: str, output: str) -> float | None:
@@ -203,7 +221,8 @@ def read_number(pattern: str, output: str) -> float | None:
 
 def run_bench(bench: Bench, full: bool, log_dir: Path) -> tuple[int, float, str]:
     """Exit status, seconds, and the whole output of one bench run."""
-    argv = [sys.executable, "-m", f"bench.bench_{bench.name}", *(() if full else bench.short)]
+    module = bench.module or f"bench.bench_{bench.name}"
+    argv = [sys.executable, "-m", module, *(() if full else bench.short)]
     began = time.monotonic()
     done = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, env=os.environ | {"COLUMNS": "200"}
@@ -234,15 +253,18 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="each bench's default arguments")
     parser.add_argument("--list", action="store_true", help="list the benches and stop")
     arguments = parser.parse_args()
-    known = {bench.name: bench for bench in BENCHES}
+    known = {bench.name: bench for bench in ALL_BENCHES}
     if arguments.list:
-        for bench in BENCHES:
-            print(f"{bench.name:<16} short run: {' '.join(bench.short)}")
+        for bench in ALL_BENCHES:
+            note = "opt-in, run only when named" if bench.opt_in else "short run:"
+            print(f"{bench.name:<16} {note} {' '.join(bench.short)}")
         return 0
     unknown = [name for name in arguments.names if name not in known]
     if unknown:
         parser.error(f"no bench {', '.join(unknown)}; --list names them")
-    chosen = [known[name] for name in arguments.names] or list(BENCHES)
+    chosen = [known[name] for name in arguments.names] or [
+        bench for bench in ALL_BENCHES if not bench.opt_in
+    ]
     log_dir = ROOT / ".agora" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     print(format_row(("bench", "measure", "figure", "baseline", "ratio")), flush=True)
