@@ -57,6 +57,7 @@ from agora.web.html import (
     json_table,
     json_value,
     line_chart,
+    lineage_graph,
     link,
     page,
     short,
@@ -1129,7 +1130,10 @@ async def service_page(request: web.Request) -> tuple[str, Html, str | None]:
 
 async def lineage_page(request: web.Request) -> tuple[str, Html, str | None]:
     data = await _reuse(api.get_lineage, request)
-    return "Lineage", json_value(data), "/v1/lineage"
+    body = join(
+        [tag("h2", "Model lineage"), lineage_graph(data.get("models", [])), json_value(data)]
+    )
+    return "Lineage", body, "/v1/lineage"
 
 
 async def model_page(request: web.Request) -> tuple[str, Html, str | None]:
