@@ -176,17 +176,19 @@ def capture_epoch_inputs(state: State, block: Block) -> dict[int, EpochInputs]:
         process_service_expiries(state, context)
         process_registration_prices(state, context)
         process_block_emission(state, context)
-        for subnet in get_subnets(state):
-            if not is_epoch_block(subnet.netuid, subnet.hyperparameters.tempo, header.height):
-                continue
-            current = get_subnet(state, subnet.netuid)
+        due = [
+            subnet.netuid
+            for subnet in get_subnets(state)
+            if is_epoch_block(subnet.netuid, subnet.hyperparameters.tempo, header.height)
+        ]
+        for position, netuid in enumerate(due):
+            current = get_subnet(state, netuid)
             if current.n > 0:
                 emission = current.pending_emission
                 to_neurons = emission - emission * state.params.owner_cut_u16 // 65_535
-                captured[subnet.netuid] = compute_epoch_inputs(
-                    state, current, to_neurons, header.height
-                )
-            process_epoch(state, subnet.netuid, context)
+                captured[netuid] = compute_epoch_inputs(state, current, to_neurons, header.height)
+            if position < len(due) - 1:  # the last epoch's payouts no later input reads
+                process_epoch(state, netuid, context)
     finally:
         state.rollback_block()
     return captured
