@@ -33,7 +33,9 @@ $(ANVIL):
 	npm install --prefix . --no-save --no-package-lock --silent @foundry-rs/anvil-linux-amd64
 
 # The checks CI runs before the tests: lint, format, types (mypy's files are in pyproject.toml).
+# The explorer's browser tests drive Debian's Chromium (never a downloaded browser).
 test: lint $(ANVIL)
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

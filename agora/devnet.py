@@ -630,6 +630,7 @@ def describe(devnet: Devnet) -> str:
         "",
         "Agora devnet is running.",
         f"  node API   {url}/v1   (OpenAPI: {url}/v1/openapi.json, metrics: {url}/metrics)",
+        f"  explorer   {url}/   (every block, transfer and reward, each reward explained)",
     ]
     if devnet.gateway_url:
         lines.append(

@@ -4,7 +4,8 @@ Each layer (protocol, node, wallet, neuron, ...) has its own hierarchy under ``A
 with codes in its own range, so the CLI and the HTTP API can report any of them the same way.
 Code ranges: protocol 1000-2999 (payment channels 2300-2349), node API 3000-3099, wallet
 3100-3199, sequencer 3200-3299, neuron protocol 3400-3449, tasks 3450-3499, miner and
-validator 3500-3549 (``agora.payments`` 3520-3539), devnet 3550-3599, gateway 3600-3649.
+validator 3500-3549 (``agora.payments`` 3520-3539), devnet 3550-3599, gateway 3600-3649,
+explorer (``agora.web``) 3800-3849.
 AGR amounts as text (``amounts.py``): 3300.
 
 The error envelope. The node API and the neuron protocol answer every refusal with the same

@@ -7,7 +7,9 @@ The node serves every lineage record as one JSON document (``GET /v1/lineage``, 
   contributors with their update hashes and credits, the data commitments behind them, and
   who serves the model;
 - from an account: its data commitments, the rounds it took part in, the models that credit
-  it (with its share of their royalties) and the models it serves.
+  it (with its share of their royalties) and the models it serves;
+- from a gateway receipt (``req_...``, read from the gateway that wrote it): each paid call,
+  the hash of the trained model that answered it, and that model's walk.
 
 Two exports, each in a standard others read:
 
@@ -54,9 +56,16 @@ class LineageError(AgoraError):
 
 
 class LineageNotFound(LineageError):
-    """Nothing in the ledger's lineage has that model hash or account."""
+    """Nothing in the ledger's lineage has that model hash or account, or the receipt names
+    no trained model."""
 
     code = 3671
+
+
+class ReceiptUnavailable(LineageError):
+    """The gateway cannot be reached, or holds no receipt with that request id."""
+
+    code = 3672
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,28 @@ class Lineage:
             "served_by": [
                 s["hotkey"] for s in self.document["served"] if s["model_hash"] == model_hash
             ],
+        }
+
+    def walk_receipt(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """A gateway receipt's paid calls, each with the trained model that answered it,
+        and each such model's walk."""
+        hashes = sorted({"0x" + c["model_hash"] for c in receipt["calls"] if c.get("model_hash")})
+        if not hashes:
+            raise LineageNotFound(f"receipt {receipt['request_id']} names no trained model")
+        return {
+            "request_id": receipt["request_id"],
+            "model": receipt["model"],
+            "cost": receipt["cost"],
+            "calls": [
+                {
+                    "miner": c["miner"],
+                    "cost": c["cost"],
+                    "status": c["status"],
+                    "model_hash": "0x" + c["model_hash"] if c.get("model_hash") else None,
+                }
+                for c in receipt["calls"]
+            ],
+            "models": [self.walk_model(h) for h in hashes],
         }
 
     def walk_account(self, address: str) -> dict[str, Any]:

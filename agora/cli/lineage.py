@@ -1,9 +1,13 @@
-"""`agora lineage`: walk from a model to the data that trained it, or from an account to its
-models, and export the ledger's lineage as W3C PROV-JSON and OpenLineage run events."""
+"""`agora lineage`: walk from a model to the data that trained it, from an account to its
+models, or from a gateway receipt to the model that answered it; and export the ledger's
+lineage as W3C PROV-JSON and OpenLineage run events."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,19 +38,48 @@ async def _fetch(
     return document, chain_id, timestamps
 
 
+def _fetch_receipt(gateway: str, request_id: str) -> dict[str, Any]:
+    from agora.lineage import ReceiptUnavailable
+
+    query = urllib.parse.urlencode({"request_id": request_id})
+    try:
+        with urllib.request.urlopen(f"{gateway}/agora/receipts?{query}", timeout=30) as answer:
+            receipts = json.loads(answer.read())["data"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ReceiptUnavailable(
+            f"cannot read receipts from the gateway {gateway}: {error}"
+        ) from None
+    if not receipts:
+        raise ReceiptUnavailable(f"the gateway {gateway} holds no receipt {request_id}")
+    receipt: dict[str, Any] = receipts[0]
+    return receipt
+
+
 @app.command("show")
 @user_errors
 def show(
-    target: Annotated[str, typer.Argument(help="A model hash (0x-hex) or an account (agr1...).")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A model hash (0x-hex), an account (agr1...) or a gateway receipt (req_...)."
+        ),
+    ],
+    gateway: Annotated[
+        str,
+        typer.Option("--gateway", help="The gateway that wrote a receipt (its /v1 URL)."),
+    ] = "http://127.0.0.1:8080/v1",
     node: NodeOption = None,
     json_mode: JsonOption = False,
 ) -> None:
-    """Walk the lineage graph from a model or an account."""
+    """Walk the lineage graph from a model, an account or a gateway receipt."""
     from agora.lineage import Lineage
 
     document, _, _ = with_client(node, lambda client: _fetch(client, with_times=False))
     lineage = Lineage(document)
-    if target.startswith("0x"):
+    if target.startswith("req_"):
+        walked = lineage.walk_receipt(_fetch_receipt(gateway.rstrip("/"), target))
+        emit(walked, json_mode, lambda console: _print_receipt(console, walked))
+    elif target.startswith("0x"):
         walked = lineage.walk_model(target.lower())
         emit(walked, json_mode, lambda console: _print_model(console, walked))
     else:
@@ -69,6 +102,14 @@ def _print_model(console: Console, walked: dict[str, Any]) -> None:
             data = c["data"]
             rows = f"{data['rows']} rows, root {data['merkle_root'][:18]}..." if data else "no data"
             console.print(f"  {c['hotkey']}  credit {c['credit_u16']:>5}  {rows}")
+
+
+def _print_receipt(console: Console, walked: dict[str, Any]) -> None:
+    console.print(f"receipt {walked['request_id']}: {walked['model']}, cost {walked['cost']}")
+    for call in walked["calls"]:
+        console.print(f"  {call['miner']}  {call['status']}  model {call['model_hash']}")
+    for model in walked["models"]:
+        _print_model(console, model)
 
 
 def _print_account(console: Console, walked: dict[str, Any]) -> None:

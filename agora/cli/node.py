@@ -23,6 +23,7 @@ from agora.node.runner import RunningNode, run_node
 from agora.node.store import Store
 from agora.sequencer.base import PendingPool, Sequencer
 from agora.sequencer.local import LocalSequencer
+from agora.web.server import install as install_explorer
 
 app = typer.Typer(help="Run a node.", no_args_is_help=True)
 inbox_app = typer.Typer(help="The Ethereum Inbox contract.", no_args_is_help=True)
@@ -59,6 +60,7 @@ def _announce(console: Console, dev_accounts: int) -> Any:
         )
         console.print(f"  API      {running.url}/v1   (OpenAPI: {running.url}/v1/openapi.json)")
         console.print(f"  metrics  {running.url}/metrics")
+        console.print(f"  explorer {running.url}/")
         if dev_accounts:
             console.print("  dev accounts (public test keys, never use them for value):")
             for account in get_dev_accounts(dev_accounts):
@@ -159,7 +161,11 @@ def run(
 
     asyncio.run(
         run_node(
-            config, genesis_doc, make_sequencer, _announce(Console(), dev_accounts if dev else 0)
+            config,
+            genesis_doc,
+            make_sequencer,
+            _announce(Console(), dev_accounts if dev else 0),
+            extensions=[install_explorer],
         )
     )
 
@@ -183,7 +189,12 @@ def follow(
     async def main() -> None:
         async with NodeClient(leader) as client:
             await run_node(
-                config, read_genesis(genesis), None, _announce(Console(), 0), leader=client
+                config,
+                read_genesis(genesis),
+                None,
+                _announce(Console(), 0),
+                leader=client,
+                extensions=[install_explorer],
             )
 
     asyncio.run(main())

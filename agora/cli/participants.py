@@ -95,6 +95,14 @@ def miner_run(
             "agora.tasks.federated); they never leave this process.",
         ),
     ] = None,
+    serve_model: Annotated[
+        bool,
+        typer.Option(
+            "--serve-model",
+            help="A federated subnet's server: sell predictions of the subnet's current "
+            "trained model (its hash goes on chain; paid requests pay its contributors).",
+        ),
+    ] = False,
     data_dir: Annotated[
         Path,
         typer.Option(
@@ -131,6 +139,7 @@ def miner_run(
         claim_interval_s=claim_interval,
         cache_dir=cache_dir,
         data_file=data,
+        serve_model=serve_model,
         on_status=_status(Console()),
     )
     asyncio.run(run_miner(config))

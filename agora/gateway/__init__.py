@@ -14,6 +14,8 @@ Files:
   receipt; the daily spend limit;
 - ``store.py``: receipts and channels in SQLite;
 - ``openai_wire.py``: the OpenAI JSON (requests, responses, streams, errors);
+- ``openapi.py``: the OpenAPI 3.1 description of the gateway's routes, Agora's extensions
+  (receipts, channels, predictions of trained federated models) included;
 - ``server.py``: the HTTP routes and ``run_gateway``.
 
 Prices, vouchers, payment errors and the miner's side of payments are ``agora.payments``.

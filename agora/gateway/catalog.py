@@ -6,6 +6,11 @@ without a price serves validators only and is not listed. A model's id is the ta
 name (``all-MiniLM-L6-v2``); when several subnets serve one task, the plain id names the one
 with the most miners for sale and ``model@netuid`` names each. Nothing a miner says is
 believed: endpoints, prices, stake and incentive all come from the node.
+
+A federated subnet's market (``federated-digits-logistic``, sold through the
+``/v1/agora/predictions`` extension) lists the miners that declared on chain the trained
+model they serve (``ServeModel``); each offer carries that model's hash, so a receipt names
+the model that answered and a paid request pays the model's contributors their royalty.
 """
 
 from __future__ import annotations
@@ -20,12 +25,20 @@ from agora.gateway.errors import ChainUnavailable, UnknownModel
 from agora.neuron.metagraph import parse_metagraph
 from agora.payments.prices import Price, parse_endpoint
 from agora.protocol.address import encode_address
-from agora.tasks import embedding, generation
+from agora.tasks import embedding, federated, generation
 
 log = logging.getLogger("agora.gateway")
 
-MODELS = {"embedding": embedding.MODEL, "generation": generation.MODEL_NAME}
-ROUTES = {"embedding": embedding.ROUTE, "generation": generation.ROUTE}
+MODELS = {
+    "embedding": embedding.MODEL,
+    "generation": generation.MODEL_NAME,
+    "federated": federated.MODEL_NAME,
+}
+ROUTES = {
+    "embedding": embedding.ROUTE,
+    "generation": generation.ROUTE,
+    "federated": federated.PREDICT_ROUTE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,7 @@ class Offer:
     price: Price
     incentive: int  # u16, from the last epoch
     stake: int
+    model_hash: str = ""  # hex: the trained model it declared on chain (federated subnets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +114,32 @@ class Catalog:
     async def _read_market(self, netuid: int, task: str) -> Market:
         answer = await self.client.get_metagraph(netuid)
         neurons, block, _ = parse_metagraph(answer)
+        served: dict[str, str] = {}
+        if task == "federated":
+            lineage = await self.client.get_lineage()
+            served = {
+                s["hotkey"]: s["model_hash"].removeprefix("0x")
+                for s in lineage["served"]
+                if s["netuid"] == netuid
+            }
         offers = []
         for neuron in neurons:
             url, price = parse_endpoint(neuron.endpoint)
             if price is None or not url:
                 continue
+            address = encode_address(neuron.hotkey)
+            if task == "federated" and address not in served:
+                continue  # a contributor, or a miner serving no trained model
             offers.append(
                 Offer(
                     uid=neuron.uid,
                     hotkey=neuron.hotkey,
-                    address=encode_address(neuron.hotkey),
+                    address=address,
                     url=url,
                     price=price,
                     incentive=neuron.incentive,
                     stake=neuron.stake,
+                    model_hash=served.get(address, ""),
                 )
             )
         return Market(

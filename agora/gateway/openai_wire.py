@@ -145,6 +145,36 @@ def parse_embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
     return EmbeddingRequest(model, {"model": embedding.MODEL, "texts": texts}, encoding_format)
 
 
+PREDICTION_FIELDS = {"model", "input", VERIFICATION_FIELD}
+
+
+def parse_prediction_request(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(model id, the task's request ``{"input": rows}``) of an ``/agora/predictions`` body."""
+    _refuse_unknown(body, PREDICTION_FIELDS)
+    model = _require_model(body)
+    return model, {"input": body.get("input")}
+
+
+def encode_prediction_response(outcome: Outcome, prices: dict[str, Any]) -> dict[str, Any]:
+    """Agora's extension answer: a prediction per row, and the hash of the trained model."""
+    return {
+        "object": "list",
+        "model": outcome.model,
+        "model_hash": "0x" + outcome.answer["model_hash"],
+        "data": [
+            {
+                "object": "prediction",
+                "index": index,
+                "label": prediction["label"],
+                "probabilities": prediction["probabilities"],
+            }
+            for index, prediction in enumerate(outcome.answer["predictions"])
+        ],
+        "usage": {"rows": len(outcome.answer["predictions"])},
+        "agora": encode_usage_extension(outcome, prices),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str

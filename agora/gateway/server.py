@@ -4,6 +4,9 @@ which builds everything from a ``GatewayConfig`` and the payer's key and serves 
 Routes:
 - ``GET /v1/models``, ``GET /v1/models/{id}``: the network's models, their miners and prices;
 - ``POST /v1/embeddings``, ``POST /v1/chat/completions``: the OpenAI API;
+- ``POST /v1/agora/predictions``: an Agora extension: predictions of a trained federated
+  model (``federated-digits-logistic``); each paid request pays the model's contributors;
+- ``GET /v1/agora/openapi.json``: the OpenAPI 3.1 description of these routes (``openapi``);
 - ``GET /v1/agora/receipts?limit=&day=&request_id=``: the receipts, newest first;
 - ``GET /v1/agora/channels``: the gateway's payment channels;
 - ``GET /health``.
@@ -31,6 +34,7 @@ from agora.gateway.catalog import Catalog
 from agora.gateway.channels import ChannelManager
 from agora.gateway.config import GatewayConfig
 from agora.gateway.errors import BadRequest, GatewayError, UnknownRoute
+from agora.gateway.openapi import make_openapi
 from agora.gateway.routing import Router
 from agora.gateway.service import Gateway, GatewayParts, Job
 from agora.gateway.store import GatewayStore
@@ -55,6 +59,8 @@ def make_app(gateway: Gateway) -> web.Application:
             web.get("/v1/models/{model}", get_model),
             web.post("/v1/embeddings", create_embeddings),
             web.post("/v1/chat/completions", create_chat_completion),
+            web.post("/v1/agora/predictions", create_predictions),
+            web.get("/v1/agora/openapi.json", get_openapi),
             web.get("/v1/agora/receipts", list_receipts),
             web.get("/v1/agora/channels", list_channels),
             web.get("/health", health),
@@ -171,6 +177,32 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:  # the developer hung up; the answer was paid and recorded
         pass
     return response
+
+
+async def create_predictions(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    body = wire.parse_body(await request.read())
+    model, task_request = wire.parse_prediction_request(body)
+    market = gateway.catalog.find(model)
+    if market.task != "federated":
+        raise BadRequest(
+            f"{model} is not a trained federated model: /agora/predictions serves those",
+            param="model",
+        )
+    job = Job(
+        request_id=_new_request_id(),
+        model=model,
+        request=task_request,
+        verification=wire.read_verification(request.headers, body, gateway.config.verification),
+        prefer=wire.read_prefer(request.headers),
+    )
+    outcome = await gateway.serve(job)
+    answer = wire.encode_prediction_response(outcome, gateway.compute_level_prices(market))
+    return _json(answer, headers=_id_headers(job.request_id))
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return _json(make_openapi())
 
 
 async def list_receipts(request: web.Request) -> web.Response:

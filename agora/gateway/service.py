@@ -7,7 +7,8 @@ The steps, the same for every task:
 3. get the answer at the requested verification level (``verification``): each miner call
    picks a miner (``routing``), pays it with a fresh voucher (``channels``) and fails over to
    another miner when one fails or times out; a failed call is never paid for;
-4. write the receipt (every call: miner, role, cost, latency) with the channels' new
+4. write the receipt (every call: miner, role, cost, latency, and the hash of the trained
+   model it serves on chain, for a federated subnet's model) with the channels' new
    committed amounts, in one transaction (``store``).
 """
 
@@ -94,9 +95,10 @@ class Call:
     latency_ms: int
     status: str  # ok, failed
     error: str = ""
+    model_hash: str = ""  # hex: the trained model the miner serves on chain, if any
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "uid": self.uid,
             "miner": self.miner,
             "role": self.role,
@@ -105,6 +107,9 @@ class Call:
             "status": self.status,
             "error": self.error,
         }
+        if self.model_hash:
+            answer["model_hash"] = self.model_hash
+        return answer
 
 
 @dataclass(slots=True)
@@ -441,6 +446,7 @@ class Gateway:
                 cost=ticket.cost,
                 latency_ms=response.latency_ms,
                 status="ok",
+                model_hash=offer.model_hash,
             )
         )
         if not CHECKS[market.task].validate_answer(request, response.body):
@@ -526,6 +532,7 @@ def _failed_call(offer: Offer, role: str, started: float | None, error: AgoraErr
         latency_ms=0 if started is None else _elapsed_ms(started),
         status="failed",
         error=f"error[{error.code}] {error.message}"[:300],
+        model_hash=offer.model_hash,
     )
 
 

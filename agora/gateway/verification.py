@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from agora.gateway.errors import BadRequest
-from agora.tasks import embedding, generation
+from agora.tasks import embedding, federated, generation
+from agora.tasks.base import TaskError
 
 SPOT_FRACTION = 8  # a spot check recomputes one text in eight (at least one)
 SPOT_TOKENS = 8
@@ -114,8 +115,45 @@ class GenerationCheck:
         return normalize_text(first["text"]) == normalize_text(second["text"])
 
 
-TaskCheck = EmbeddingCheck | GenerationCheck
-CHECKS: dict[str, TaskCheck] = {"embedding": EmbeddingCheck(), "generation": GenerationCheck()}
+class PredictionCheck:
+    """A served federated model's predictions: answers agree when every row's label does
+    (probabilities differ between models of different rounds; the label is the answer)."""
+
+    task = "federated"
+
+    def validate_request(self, request: dict[str, Any], level: str) -> None:
+        federated.validate_predict_request(request)
+
+    def validate_answer(self, request: dict[str, Any], answer: dict[str, Any]) -> bool:
+        try:
+            return federated.parse_predict_response(request, answer) is not None
+        except TaskError:
+            return False
+
+    def sample(self, request: dict[str, Any], rng: random.Random) -> Sample:
+        rows = request["input"]
+        size = max(1, -(-len(rows) // SPOT_FRACTION))
+        indices = sorted(rng.sample(range(len(rows)), size))
+        return Sample(
+            request={"input": [rows[i] for i in indices]},
+            project=lambda answer: [answer["predictions"][i]["label"] for i in indices],
+            read=lambda answer: [p["label"] for p in answer["predictions"]],
+        )
+
+    def agrees_with_sample(self, projected: Any, sampled: Any) -> bool:
+        return bool(projected == sampled)
+
+    def agrees(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
+        labels = [[p["label"] for p in a["predictions"]] for a in (first, second)]
+        return labels[0] == labels[1]
+
+
+TaskCheck = EmbeddingCheck | GenerationCheck | PredictionCheck
+CHECKS: dict[str, TaskCheck] = {
+    "embedding": EmbeddingCheck(),
+    "generation": GenerationCheck(),
+    "federated": PredictionCheck(),
+}
 
 
 def vectors_agree(first: Any, second: Any) -> bool:

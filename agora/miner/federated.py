@@ -7,18 +7,24 @@ commits to the update's hash; in the reveal window it reveals the update. Traini
 deterministic (full-batch gradient descent from the model), so the update a validator gets
 over the neuron protocol for the same model is the very one committed on chain. Only the
 commitment, the update's integers and the data's root ever leave the process.
+
+A miner that serves the trained model instead (``--serve-model``) fetches the subnet's
+current model by hash, checks the bytes against the hash, puts that hash on chain for its
+hotkey (``ServeModel``) and answers prediction requests (``PREDICTION_TASK``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from agora.client.client import NodeClient
 from agora.client.participant import submit_and_wait
 from agora.protocol.address import Address
-from agora.protocol.data import CommitData, CommitUpdate, RevealUpdate
+from agora.protocol.data import CommitData, CommitUpdate, RevealUpdate, ServeModel
 from agora.protocol.federation import (
     Vector,
     compute_commitment,
@@ -27,9 +33,14 @@ from agora.protocol.federation import (
 )
 from agora.tasks.federated import (
     DATA_SCHEMA,
+    PREDICT_ROUTE,
     ContributorBackend,
+    ServedModel,
     compute_data_root,
     compute_local_update,
+    handle_predict,
+    load_served_model,
+    make_random_prediction,
     parse_vector,
 )
 from agora.wallet.keys import Keypair
@@ -105,3 +116,31 @@ class FederatedContributor:
         body = CommitUpdate(netuid=self.netuid, round_number=number, commitment=commitment)
         await submit_and_wait(self.client, self.hotkey, body, f"commitment of round {number}")
         self.committed[number] = update
+
+
+class PredictionTask:
+    """A served model's face to the miner: its route, its handler and its noise."""
+
+    ROUTE = PREDICT_ROUTE
+
+    @staticmethod
+    async def handle(backend: ServedModel, request: dict[str, Any]) -> dict[str, Any]:
+        return await handle_predict(backend, request)
+
+    @staticmethod
+    def make_random_response(request: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        return make_random_prediction(request, rng)
+
+
+PREDICTION_TASK = PredictionTask()
+
+
+async def serve_current_model(client: NodeClient, netuid: int, hotkey: Keypair) -> ServedModel:
+    """The subnet's current model, checked against its hash and declared on chain as the
+    model this hotkey serves."""
+    federation = await client.get_federation(netuid)
+    model_hash = bytes.fromhex(federation["model_hash"].removeprefix("0x"))
+    answer = await client.get_federated_model(model_hash)
+    served = load_served_model(answer["parameters"], model_hash)
+    await submit_and_wait(client, hotkey, ServeModel(netuid=netuid, model_hash=model_hash), "serve")
+    return served

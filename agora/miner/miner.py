@@ -32,7 +32,7 @@ from agora.client.participant import (
     publish_endpoint,
 )
 from agora.errors import AgoraError
-from agora.miner.federated import FederatedContributor
+from agora.miner.federated import PREDICTION_TASK, FederatedContributor, serve_current_model
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView
 from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
@@ -42,7 +42,7 @@ from agora.payments.store import VoucherStore
 from agora.process import run_until_signal
 from agora.protocol.data import FEDERATED_TASK
 from agora.protocol.params import BASE_UNITS_PER_AGR
-from agora.tasks.federated import ContributorBackend, load_data_file
+from agora.tasks.federated import ContributorBackend, ServedModel, load_data_file
 from agora.tasks.registry import get_task, load_backend
 from agora.wallet.keys import Keypair
 
@@ -80,6 +80,7 @@ class MinerConfig:
     claim_interval_s: float = 60.0
     metagraph_interval_s: float = 2.0
     data_file: Path | None = None  # a federated subnet's contributor: its private rows
+    serve_model: bool = False  # a federated subnet's server: sells its current trained model
     on_status: Callable[[str], None] = field(default=lambda message: None)
 
 
@@ -91,18 +92,29 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
         return await run_until_signal(lambda signalled: run_miner(config, signalled))
     async with NodeClient(config.node_url) as client:
         subnet = await get_subnet_info(client, config.netuid)
-        task = get_task(subnet.task_kind)
+        task: Any = get_task(subnet.task_kind)
         contributor_backend = None
-        if subnet.task_kind == FEDERATED_TASK:
+        if subnet.task_kind == FEDERATED_TASK and config.serve_model:
+            if config.data_file is not None:
+                raise AgoraError("a miner either contributes data (--data) or serves the model")
+            task = PREDICTION_TASK
+        elif subnet.task_kind == FEDERATED_TASK:
             # The data file is checked before anything is registered or sent.
             contributor_backend = load_contributor_backend(config.data_file)
+        elif config.serve_model:
+            raise AgoraError("only a federated subnet's miner serves a trained model")
         uid = await ensure_registered(
             client, config.netuid, config.hotkey, config.load_coldkey, config.confirm
         )
         await ensure_fee_balance(client, config.hotkey, config.load_coldkey, HOTKEY_FEE_FLOAT)
         config.on_status(f"registered on subnet {config.netuid} ({subnet.task_kind}) as uid {uid}")
         backend: Any = contributor_backend
-        if config.behaviour == "honest" and backend is None:
+        if config.serve_model:
+            # Its hash goes on chain with the endpoint: whoever pays this miner on this
+            # subnet pays the model's contributors their royalty.
+            backend = await serve_current_model(client, config.netuid, config.hotkey)
+            config.on_status(f"serving model 0x{backend.model_hash.hex()}")
+        elif config.behaviour == "honest" and backend is None:
             config.on_status(f"loading the {subnet.task_kind} backend ({config.backend})")
             backend = await load_backend(subnet.task_kind, config.backend, config.cache_dir)
         metagraph = MetagraphView(config.node_url, config.netuid)
@@ -160,7 +172,7 @@ async def open_gate(
     config: MinerConfig, client: NodeClient, task_kind: str, price: str
 ) -> PaymentGate:
     """The payment gate, its vouchers kept in ``data_dir``; those a previous run earned and
-    did not claim are claimed now."""
+    did not claim are read back, to be claimed as soon as the gate runs."""
     chain = await client.get_chain()
     gate_config = PaymentGateConfig(
         hotkey=config.hotkey,
@@ -175,7 +187,6 @@ async def open_gate(
     unclaimed = await gate.recover()
     if unclaimed > 0:
         config.on_status(f"claiming {unclaimed} base units earned before a restart")
-        await gate.claim_all()
     return gate
 
 
@@ -263,6 +274,7 @@ def _make_info(
             "netuid": config.netuid,
             "task": task_kind,
             "model": getattr(backend, "model", None),
+            "model_hash": (backend.model_hash.hex() if isinstance(backend, ServedModel) else None),
             "price": None if gate is None else gate.price.to_json(),
         }
 

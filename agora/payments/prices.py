@@ -2,7 +2,8 @@
 
 A miner sells its task at ``Price``: base units per unit, the unit being one of
 - ``request``: a flat amount per request;
-- ``item``: per input item (an embedding request's texts; a chat request is one item);
+- ``item``: per input item (an embedding request's texts, a prediction request's rows; a chat
+  request is one item);
 - ``1k-tokens``: per thousand tokens, *estimated from the request alone* so that payer and
   miner compute the same number before any work: one token per ``CHARS_PER_TOKEN``
   characters of input (rounded up), plus ``max_tokens`` for a chat request.
@@ -89,6 +90,10 @@ def count_items(task_kind: str, request: Any) -> int:
         texts = request.get("texts")
         if isinstance(texts, list) and texts:
             return len(texts)
+    if task_kind == "federated" and isinstance(request, dict):  # rows of a prediction request
+        rows = request.get("input")
+        if isinstance(rows, list) and rows:
+            return len(rows)
     return 1
 
 

@@ -34,6 +34,14 @@ Wire format (route ``/task/federated``)::
     response {"round": int, "model_hash": hex, "update": [650 ints], "update_hash": hex}
 
 The contributor refuses a model whose hash is not ``model_hash`` (``ModelHashMismatch``).
+
+Serving a trained model (``agora miner run --netuid N --serve-model``; route
+``/task/federated/predict``), whose paid requests pay the model's contributors a royalty::
+
+    request  {"input": [[64 pixels in 0..16], ...]}  (1 to ``MAX_PREDICT_ROWS`` rows)
+    response {"model_hash": hex, "predictions": [{"label": 0..9, "probabilities": [10]}]}
+
+A request that is not that shape is refused with ``InvalidPredictRequest`` (3663).
 """
 
 from __future__ import annotations
@@ -88,6 +96,9 @@ MAX_PIXEL = 16
 CONTRIBUTOR_ROWS = 1_100  # of the 1,797 digits: the pool contributors' shards come from
 VALIDATOR_ROWS = 300  # the validators' held-out pool; the remaining 397 are the test rows
 
+MODEL_NAME = "federated-digits-logistic"  # what a served model is sold as
+PREDICT_ROUTE = "/task/federated/predict"
+MAX_PREDICT_ROWS = 256
 DATA_SCHEMA = "digits-8x8-v1"  # the schema a data commitment names
 DEFAULT_CONFIG: dict[str, Any] = {
     "local_steps": 20,
@@ -142,6 +153,12 @@ class ModelHashMismatch(FederatedRequestError):
     contributor holds no model with that hash."""
 
     code = 3661
+
+
+class InvalidPredictRequest(FederatedRequestError):
+    """A prediction request is not 1 to ``MAX_PREDICT_ROWS`` rows of 64 pixels in 0..16."""
+
+    code = 3663
 
 
 class UpdateShapeError(FederatedRequestError):
@@ -388,7 +405,7 @@ class ContributorBackend:
     data: Dataset
     config: dict[str, Any] = field(default_factory=dict)
     models: dict[bytes, Vector] = field(default_factory=dict)
-    model: str = "federated-digits-logistic"
+    model: str = MODEL_NAME
 
 
 def validate_request(request: Any) -> tuple[int, bytes, Vector | None]:
@@ -453,6 +470,87 @@ def parse_response(response: Any, round_number: int, model_hash: bytes) -> Vecto
     if response.get("update_hash") != compute_update_hash(update).hex():
         raise UpdateShapeError("'update_hash' is not the hash of 'update'")
     return update
+
+
+# --- serving a trained model ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A trained model a miner serves for inference, by its content hash."""
+
+    model_hash: bytes
+    parameters: Vector
+    model: str = MODEL_NAME
+
+
+def load_served_model(parameters: Any, model_hash: bytes) -> ServedModel:
+    """The model, once its parameters hash to ``model_hash`` (else ``ModelHashMismatch``)."""
+    vector = parse_vector(parameters)
+    if compute_model_hash(vector) != model_hash:
+        raise ModelHashMismatch(f"the parameters do not hash to 0x{model_hash.hex()}")
+    return ServedModel(model_hash=model_hash, parameters=vector)
+
+
+def validate_predict_request(request: Any) -> np.ndarray:
+    """The request's rows as features scaled to 0..1, or ``InvalidPredictRequest``."""
+    rows = request.get("input") if isinstance(request, dict) else None
+    if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_PREDICT_ROWS:
+        raise InvalidPredictRequest(f"'input' must be a list of 1 to {MAX_PREDICT_ROWS} rows")
+    for row in rows:
+        if not isinstance(row, list) or len(row) != FEATURES:
+            raise InvalidPredictRequest(f"every row of 'input' holds {FEATURES} pixel values")
+        for value in row:
+            if type(value) not in (int, float) or not 0 <= value <= MAX_PIXEL:
+                raise InvalidPredictRequest(f"pixels are numbers in 0..{MAX_PIXEL}")
+    return np.asarray(rows, dtype=np.float64) / MAX_PIXEL
+
+
+async def handle_predict(backend: ServedModel, request: dict[str, Any]) -> dict[str, Any]:
+    """Each row's most likely digit and the ten probabilities, named by the model's hash."""
+    features = validate_predict_request(request)
+    probabilities = _probabilities(to_array(backend.parameters), features)
+    return {
+        "model_hash": backend.model_hash.hex(),
+        "predictions": [
+            {"label": int(row.argmax()), "probabilities": [round(float(p), 6) for p in row]}
+            for row in probabilities
+        ],
+    }
+
+
+def make_random_prediction(request: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Well-formed noise: a random label per row."""
+    rows = request.get("input", [])
+    labels = [rng.randrange(CLASSES) for _ in rows]
+    return {
+        "model_hash": "00" * 32,
+        "predictions": [
+            {"label": label, "probabilities": [float(c == label) for c in range(CLASSES)]}
+            for label in labels
+        ],
+    }
+
+
+def parse_predict_response(request: dict[str, Any], answer: Any) -> list[int] | None:
+    """The labels of a well-formed answer to ``request`` (one per row), else None."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("model_hash"), str):
+        return None
+    predictions = answer.get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != len(request["input"]):
+        return None
+    labels = []
+    for prediction in predictions:
+        label = prediction.get("label") if isinstance(prediction, dict) else None
+        probabilities = prediction.get("probabilities") if isinstance(prediction, dict) else None
+        if type(label) is not int or not 0 <= label < CLASSES:
+            return None
+        if not isinstance(probabilities, list) or len(probabilities) != CLASSES:
+            return None
+        if any(type(p) not in (int, float) or not 0 <= p <= 1 for p in probabilities):
+            return None
+        labels.append(label)
+    return labels
 
 
 def make_challenge(

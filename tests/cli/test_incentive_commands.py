@@ -267,6 +267,26 @@ def test_a_user_error_in_a_real_process_has_no_traceback(node: NodeProcess) -> N
     assert done.stdout == ""
 
 
+def test_a_task_no_package_provides_runs_no_miner_or_validator(
+    cli: Cli, node: NodeProcess, hotkeys: dict[str, str]
+) -> None:
+    """The ledger takes any well-formed kind; a miner or validator without the task's package
+    stops with one coded line before it registers or pays anything."""
+    cli.ok("""subnet create --task astrology --config '{"sign": "leo"}' --wallet carol""")
+    subnets = cli.json("subnet list")["subnets"]
+    netuid = next(s["netuid"] for s in subnets if s["task_kind"] == "astrology")
+    env = os.environ | cli.env
+    for role, wallet, hotkey in [("miner", "bob", "miner"), ("validator", "alice", "validator")]:
+        balance = node.account(WALLETS[wallet].address)["balance"]
+        command = [sys.executable, "-m", "agora", role, "run", "--netuid", str(netuid)]
+        command += ["--wallet", wallet, "--hotkey", hotkey, "--yes"]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert_user_error(done.returncode, done.stderr, 3480)
+        assert "astrology" in done.stderr
+        assert node.account(WALLETS[wallet].address)["balance"] == balance
+    assert node.get_json(f"/v1/subnets/{netuid}")["n"] == 0
+
+
 def test_the_http_routes_answer_coded_errors(node: NodeProcess) -> None:
     for path, code in [
         ("/v1/subnets/42", 2001),

@@ -19,6 +19,8 @@ from federated_helpers import (
     PAYER,
     SERVER,
     STRANGER,
+    TEMPO,
+    VALIDATORS,
     FederatedChain,
 )
 from protocol_helpers import (
@@ -130,6 +132,40 @@ def test_any_node_recomputes_the_model_and_a_replay_gives_the_same_state(
     last = get_round_record(state, trained.netuid, 3)
     assert last is not None
     assert last.model_hash == compute_model_hash(trained.model)
+
+
+def test_two_validators_and_a_replay_derive_the_same_model_and_payouts() -> None:
+    """Each validator's own node replays the ledger from genesis and derives the pending
+    round's record alone: the same record, model hash and payouts as the chain, to the bit,
+    although the two validators scored on different held-out rows."""
+    network = FederatedChain()
+    network.commit_data()
+    network.start()
+    network.run_round()
+    network.score_and_set_weights(network.commit_and_reveal())
+    network.wait_for_record()
+    nodes = []
+    for _ in VALIDATORS:
+        replica = make_genesis_state(KEYS)
+        for block in network.chain.blocks:
+            apply_block(replica, block)
+        nodes.append(Chain(replica))
+    records = [compute_round_record(node.state, network.netuid) for node in nodes]
+    assert records[0] == records[1] == compute_round_record(network.chain.state, network.netuid)
+    recorded = network.record()
+    assert recorded == records[0][0]
+    for node in nodes:
+        assert all(r.success for r in node.block((STRANGER, records[0][0])))
+    # One more epoch pays the round's credit: emission and balances agree everywhere.
+    for chain in (network.chain, *nodes):
+        chain.advance(TEMPO + 1)
+    roots = {chain.state.state_root for chain in (network.chain, *nodes)}
+    assert len(roots) == 1
+    models = {get_federation(c.state, network.netuid).model_hash for c in (network.chain, *nodes)}
+    assert models == {recorded.model_hash}
+    for key in CONTRIBUTORS:
+        balances = {get_balance(c.state, key.address) for c in (network.chain, *nodes)}
+        assert len(balances) == 1
 
 
 def test_a_record_that_differs_from_the_recomputation_is_refused() -> None:

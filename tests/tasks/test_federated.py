@@ -294,3 +294,40 @@ def test_no_row_of_the_contributors_data_appears_in_what_it_sends() -> None:
             assert not contains_run(numbers, row.tolist())
             scaled = np.rint(row / federated.MAX_PIXEL * federated.FIXED_ONE).astype(int)
             assert not contains_run(numbers, scaled.tolist())
+
+
+def test_a_served_model_predicts_and_refuses_bad_requests_with_a_code() -> None:
+    pools = federated.load_pools()
+    parameters = federated.train_pooled(pools.contributors, 5)
+    model_hash = compute_model_hash(parameters)
+    with pytest.raises(ModelHashMismatch):
+        federated.load_served_model(list(parameters), bytes(32))
+    served = federated.load_served_model(list(parameters), model_hash)
+    pixels = np.rint(pools.test.features[:20] * federated.MAX_PIXEL).astype(int).tolist()
+    request = {"input": pixels}
+    answer = asyncio.run(federated.handle_predict(served, request))
+    assert answer["model_hash"] == model_hash.hex()
+    labels = federated.parse_predict_response(request, answer)
+    assert labels is not None
+    expected = federated.compute_accuracy(
+        parameters, Dataset(pools.test.features[:20], np.array(labels))
+    )
+    assert expected == 1.0  # the labels are the model's own argmax, row by row
+    assert (
+        sum(label == truth for label, truth in zip(labels, pools.test.labels[:20], strict=True))
+        >= 16
+    )
+    assert federated.parse_predict_response({"input": pixels[:3]}, answer) is None
+    row = pixels[0]
+    for bad in (
+        {},
+        {"input": []},
+        {"input": [row[:-1]]},
+        {"input": [[*row[:-1], float("nan")]]},
+        {"input": [[*row[:-1], 17]]},
+        {"input": [[*row[:-1], True]]},
+        {"input": [row] * (federated.MAX_PREDICT_ROWS + 1)},
+    ):
+        with pytest.raises(federated.InvalidPredictRequest) as refused:
+            federated.validate_predict_request(bad)
+        assert refused.value.code == 3663

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,24 @@ def test_the_federated_task_scores_one_update_by_its_own_held_out_improvement() 
     reference = asyncio.run(federated.compute_reference(None, challenge, honest, b"sample"))
     assert federated.compute_score(challenge, honest, reference, 0) > 0
     assert federated.compute_score(challenge, noise, reference, 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "backend"),
+    [("embedding", "OpenAIEmbeddingBackend"), ("generation", "OpenAIChatBackend")],
+)
+def test_an_openai_spec_forwards_the_tasks_that_support_it(kind: str, backend: str) -> None:
+    loaded = asyncio.run(load_backend(kind, "openai:http://127.0.0.1:9/v1#served-model"))
+    assert type(loaded).__name__ == backend
+    assert loaded.model == "served-model"
+
+
+def test_importing_the_registry_loads_no_task() -> None:
+    probe = (
+        "import sys, agora.tasks.registry\n"
+        "print(sorted(m for m in sys.modules if m.startswith('agora.tasks.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["['agora.tasks.base',", "'agora.tasks.registry']"]

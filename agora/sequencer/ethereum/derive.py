@@ -157,6 +157,8 @@ def decode_log(raw: Mapping[str, Any]) -> InboxLog | None:
         raise InvalidRpcLog(f"the EVM node answered a malformed log: {error!r}") from None
     if raw.get("removed"):
         raise InvalidRpcLog(f"log {log_index} of block {block_number} was removed by a reorg")
+    if not isinstance(topics, list):
+        raise InvalidRpcLog(f"the EVM node answered a log whose topics are {type(topics).__name__}")
     if len(topics) != 2 or str(topics[0]).lower() != BATCH_EVENT_TOPIC:
         return None
     payload = _decode_abi_bytes(data)
