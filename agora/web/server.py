@@ -74,6 +74,7 @@ INDEX_FILE = "explorer.db"
 INDEX_BATCH = 200
 INDEX_POLL_SECONDS = 0.2
 INDEX_IDLE_FACTOR = 3  # after each block, idle 3 times as long as it took
+TIMELINE_STEPS = ("submitted_at", "voting_ends_at", "closed_at", "enact_at", "enacted_at")
 CHANNEL_KINDS = ("open_channel", "top_up_channel", "claim_channel", "close_channel")
 MAX_UINT64 = 2**63 - 1  # SQLite integers are signed 64-bit
 
@@ -1083,9 +1084,27 @@ async def governance_page(request: web.Request) -> tuple[str, Html, str | None]:
 async def proposal_page(request: web.Request) -> tuple[str, Html, str | None]:
     parse_int(request.match_info["id"], "proposal id")
     data = await _reuse(api.get_proposal_route, request)
+    tally, timeline = data.get("tally", {}), data.get("timeline", {})
+    votes = [(name, tally.get(name) or 0) for name in ("yes", "no", "abstain", "veto")]
+    steps = [(name, timeline.get(name)) for name in TIMELINE_STEPS if timeline.get(name)]
+    closed, enact = timeline.get("closed_at"), timeline.get("enact_at")
+    timelock = (
+        [("timelock (blocks from close to enactment)", enact - closed)] if closed and enact else []
+    )
+    body = join(
+        [
+            tag("h2", "Tally (voting power)"),
+            bar_chart(votes),
+            table(["choice", "power"], votes, numeric=[False, True]),
+            tag("h2", "Timeline (block heights)"),
+            definitions([*steps, *timelock]),
+            tag("h2", "Everything"),
+            json_value(data),
+        ]
+    )
     return (
         f"Proposal {data.get('id', '')}",
-        json_value(data),
+        body,
         f"/v1/governance/proposals/{request.match_info['id']}",
     )
 
