@@ -185,7 +185,7 @@ async def open_gate(
     config: MinerConfig, client: NodeClient, task_kind: str, price: str
 ) -> PaymentGate:
     """The payment gate, its vouchers kept in ``data_dir``; those a previous run earned and
-    did not claim are claimed now."""
+    did not claim are read back, to be claimed as soon as the gate runs."""
     chain = await client.get_chain()
     gate_config = PaymentGateConfig(
         hotkey=config.hotkey,
@@ -200,7 +200,6 @@ async def open_gate(
     unclaimed = await gate.recover()
     if unclaimed > 0:
         config.on_status(f"claiming {unclaimed} base units earned before a restart")
-        await gate.claim_all()
     return gate
 
 

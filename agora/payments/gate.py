@@ -13,7 +13,7 @@ when the task serving it ends.
 Durability. With a ``VoucherStore`` (``store``), ``settle`` returns only once the channel's
 best voucher is on disk, so the seller answers a paid request only when what it earned
 survives a kill; ``recover`` (at start) reads the kept vouchers back into the books, so they
-are claimed and never served twice.
+are claimed at ``run``'s first poll and never served twice.
 
 Claims. ``run`` claims the best voucher of each channel every ``claim_interval_s``, and at
 every poll once the channel is within ``2 * EXPIRY_MARGIN_BLOCKS`` of its expiry (requests
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,10 +175,10 @@ class PaymentGate:
         return self.books.get_earned()
 
     async def recover(self) -> int:
-        """The vouchers kept in the store, back in the books (claimable, and counted as
-        served so that none is served twice); returns how many base units they hold above
-        what is claimed on chain. A voucher whose channel is gone, closed or claimed past
-        it is forgotten."""
+        """The vouchers kept in the store, back in the books (counted as served so that none
+        is served twice, and claimed at ``run``'s first poll); returns how many base units
+        they hold above what is claimed on chain. A voucher whose channel is gone, closed or
+        claimed past it is forgotten."""
         if self.store is None:
             return 0
         unclaimed = 0
@@ -199,6 +200,7 @@ class PaymentGate:
             if voucher.cumulative > book.best_amount:
                 book.best = voucher
             book.consumed = max(book.consumed, voucher.cumulative)
+            book.claimed_at = -math.inf  # due at ``run``'s first poll
             unclaimed += book.unclaimed
         return unclaimed
 

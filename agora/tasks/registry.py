@@ -70,7 +70,7 @@ def get_task(kind: str) -> Task:
     """The task code for ``kind``, loaded from its entry point and checked against ``Task``."""
     found = _entry_points()
     if kind not in found:
-        known = ", ".join(sorted(found)) or "none"
+        known = ", ".join(sorted(found)) or "none (is Agora itself installed? pip install -e .)"
         raise UnknownTask(f"no installed task provides {kind!r}; installed: {known}")
     candidates = {entry_point.value for entry_point in found[kind]}
     if len(candidates) > 1:

@@ -59,6 +59,7 @@ from agora.payments.errors import (
 )
 from agora.payments.gate import PaymentGate, PaymentGateConfig
 from agora.payments.prices import Price, parse_endpoint
+from agora.payments.store import VoucherStore
 from agora.payments.vouchers import make_payment
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
@@ -168,7 +169,9 @@ class Setup:
         self.netuid = netuid
         self.channels = channels
 
-    def gate(self, client: NodeClient, **settings: Any) -> PaymentGate:
+    def gate(
+        self, client: NodeClient, store: VoucherStore | None = None, **settings: Any
+    ) -> PaymentGate:
         config = PaymentGateConfig(
             hotkey=MINER,
             netuid=self.netuid,
@@ -177,7 +180,7 @@ class Setup:
             chain_id=DEV_CHAIN_ID,
             **settings,
         )
-        return PaymentGate(config, client)
+        return PaymentGate(config, client, store)
 
     def claimed(self, channel: str) -> int:
         info = self.node.get_json(f"/v1/channels/0x{self.channels[channel].hex()}")
@@ -372,6 +375,47 @@ def test_run_claims_before_the_channel_expires(setup: Setup) -> None:
             await gate.reserve(PAYER.public_key, payment(shut, 3 * PRICE.amount), REQUEST)
 
     run(closed, setup.node.url)
+
+
+def test_a_new_gate_recovers_the_kept_vouchers_and_forgets_the_dead_ones(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """What one gate settled is on disk; a gate started later on the same store claims it and
+    counts it as served. A voucher whose channel was closed meanwhile, or that names no
+    channel on this chain, is forgotten."""
+    price, path = PRICE.amount, tmp_path / "vouchers.sqlite"
+    kept = b""
+
+    async def work(client: NodeClient) -> tuple[int, list[bytes], int]:
+        nonlocal kept
+        kept = await open_channel(client, PAYER, MINER, setup.netuid, AGR, 1_000)
+        closing = await open_channel(client, PAYER, MINER, setup.netuid, AGR, 30)
+        store = VoucherStore(path)
+        gate = setup.gate(client, store)
+        for channel, amount in ((kept, price), (kept, 2 * price), (closing, price)):
+            await gate.settle(
+                await gate.reserve(PAYER.public_key, payment(channel, amount), REQUEST)
+            )
+        store.save(voucher(bytes(32), price))  # no such channel
+        store.close()  # the gate is gone without a claim: the process was killed
+        expiry = (await client.get_channel(closing))["expiry"]
+        await advance(client, expiry - (await client.get_head())["height"])
+        await send(client, PAYER, CloseChannel(channel_id=closing))
+
+        store = VoucherStore(path)
+        later = setup.gate(client, store)
+        unclaimed = await later.recover()
+        remaining = [v.channel_id for v in store.load()]
+        with pytest.raises(VoucherReplayed):
+            await later.reserve(PAYER.public_key, payment(kept, 2 * price), REQUEST)
+        assert await later.claim_all() == [kept]
+        store.close()
+        return unclaimed, remaining, (await client.get_channel(kept))["claimed"]
+
+    unclaimed, remaining, claimed = run(work, setup.node.url)
+    assert unclaimed == 2 * price
+    assert remaining == [kept]
+    assert claimed == 2 * price
 
 
 # --- the credit rule, on random traffic --------------------------------------------------------
