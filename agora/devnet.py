@@ -282,7 +282,8 @@ async def _start_ethereum(devnet: Devnet, env: dict[str, str]) -> list[str]:
 
 
 async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
-    """dev0 owns one subnet per task, with epochs every ``tempo`` blocks."""
+    """dev0 owns one subnet per task, with epochs every ``tempo`` blocks: every subnet in one
+    request, then every setting in one request (two blocks, not one per transaction)."""
     owner = Keypair(compute_dev_seed("dev0"))
     config = devnet.config
     settings = {
@@ -290,18 +291,42 @@ async def create_subnets(devnet: Devnet, client: NodeClient) -> None:
         "weights_rate_limit": max(1, config.tempo // 4),
         "reveal_period_epochs": 1,
     }
+    creations = [
+        CreateSubnet(task_kind=task, task_config="{}", owner_hotkey=NO_HOTKEY)
+        for task in config.tasks
+    ]
+    await _submit_in_order(client, owner, creations, "creating the subnets")
+    subnets = await client.list_subnets()
+    changes = []
     for task in config.tasks:
-        body = CreateSubnet(task_kind=task, task_config="{}", owner_hotkey=NO_HOTKEY)
-        await submit_and_wait(client, owner, body, f"creating the {task} subnet")
-        subnets = await client.list_subnets()
         netuid = max(s["netuid"] for s in subnets if s["task_kind"] == task)
         devnet.subnets[task] = netuid
         chosen = dict(settings)
         if task == FEDERATED:  # weights once per round, set in the open
             chosen.update(commit_reveal=0, weights_rate_limit=0)
-        for name, value in chosen.items():
-            setting = SetHyperparameter(netuid=netuid, name=name, value=value)
-            await submit_and_wait(client, owner, setting, f"setting {name}")
+        changes += [SetHyperparameter(netuid=netuid, name=n, value=v) for n, v in chosen.items()]
+    await _submit_in_order(client, owner, changes, "setting the subnets' hyperparameters")
+
+
+async def _submit_in_order(client: NodeClient, key: Keypair, bodies: list[Any], what: str) -> None:
+    """Transactions with consecutive nonces in one request; each must succeed."""
+    chain = await client.get_chain()
+    nonce = (await client.get_account(key.address))["next_nonce"]
+    raws = [
+        make_transaction(
+            chain_id=chain["chain_id"],
+            public_key=key.public_key,
+            sign=key.sign,
+            nonce=nonce + offset,
+            fee=chain["params"]["min_fee"],
+            body=body,
+        )
+        for offset, body in enumerate(bodies)
+    ]
+    for tx_hash in await client.submit(raws):
+        receipt = (await client.wait_for_transaction(tx_hash, timeout_seconds=60))["receipt"]
+        if not receipt["success"]:
+            raise DevnetError(f"{what}: error[{receipt['code']}] {receipt['message']}")
 
 
 async def fund_wallets(devnet: Devnet, client: NodeClient, names: list[str]) -> None:

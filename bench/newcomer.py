@@ -11,7 +11,9 @@ machine. From its output, timed as each line arrives:
   ready);
 - first rounds: to the first moment every subnet has printed an epoch that pays it: every
   honest miner holds a share and the honest miners together at least 95%.
-Then the same again on the same clone (set-up done, the model cache warm). Everything it
+The model cache starts empty (``AGORA_CACHE_DIR`` in the temporary folder, unless
+``--warm-cache`` keeps the machine's own), as on a newcomer's machine. Then the same again on
+the same clone (set-up done, the model cache warm). Everything it
 starts is stopped: Ctrl-C to the command's process group, then SIGKILL to the group and to
 any process still running from the clone; each run is bounded by ``--timeout``. The clone is
 removed at the end. Nothing here asserts; the machine's load (other programs, a first pip
@@ -74,7 +76,7 @@ def is_paying(shares_text: str) -> bool:
     return bool(honest) and min(honest) > 0 and sum(honest) >= 95
 
 
-def run_once(clone: Path, make_args: list[str], timeout_s: float) -> Timeline:
+def run_once(clone: Path, make_args: list[str], env: dict[str, str], timeout_s: float) -> Timeline:
     """``make run`` in ``clone`` until every subnet paid (or the timeout), then stopped."""
     timeline = Timeline()
     began = time.monotonic()
@@ -86,7 +88,7 @@ def run_once(clone: Path, make_args: list[str], timeout_s: float) -> Timeline:
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,  # its own process group: stopped as one
-        env=os.environ | {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
+        env=env,
     )
     assert process.stdout is not None
     output = process.stdout
@@ -166,14 +168,20 @@ def main() -> int:
         help="arguments after `make run`",
     )
     parser.add_argument("--log", type=Path, help="also write every timed line here")
+    parser.add_argument(
+        "--warm-cache", action="store_true", help="use the machine's model cache, not an empty one"
+    )
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="agora-newcomer-"))
     clone = folder / "agora"
+    env = os.environ | {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    if not arguments.warm_cache:
+        env["AGORA_CACHE_DIR"] = str(folder / "model-cache")
     results = []
     try:
         subprocess.run(["git", "clone", "--quiet", str(arguments.source), str(clone)], check=True)
         for label in ("(a) fresh clone", "(b) second run, same clone"):
-            timeline = run_once(clone, arguments.make_args, arguments.timeout)
+            timeline = run_once(clone, arguments.make_args, env, arguments.timeout)
             results.append((label, timeline))
             print("\n".join(describe(label, timeline)), flush=True)
     finally:

@@ -12,4 +12,5 @@ script (table sorting, the live block stream) and style sheet live in ``static/`
   compared with what the ledger paid.
 - ``html.py``: escaping, the layout, tables, SVG charts.
 - ``server.py``: the pages, their JSON twins under ``/v1/explorer``, and ``install``.
+- ``openapi.py``: the OpenAPI description of the twins (``/v1/explorer/openapi.json``).
 """

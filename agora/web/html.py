@@ -229,3 +229,46 @@ def bar_chart(values: Sequence[tuple[str, int]], *, width: int = 640, height: in
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         'role="img">' + "".join(bars) + "</svg>"
     )
+
+
+def lineage_graph(models: Sequence[dict[str, Any]], *, width: int = 900) -> Html:
+    """Models as an SVG graph: one lane per subnet, one column per round, an edge from each
+    model to its parent (``model_hash``, ``parent_hash``, ``netuid``, ``round`` as in
+    ``/v1/lineage``)."""
+    if not models:
+        return tag("p", "no model lineage recorded yet", class_="muted")
+    lanes = sorted({m["netuid"] for m in models})
+    rounds = sorted({m["round"] for m in models})
+    column = {r: i for i, r in enumerate(rounds)}
+    lane_height, pad = 70, 40
+    step = max((width - 2 * pad) // max(len(rounds) - 1, 1), 1)
+    height = pad * 2 + lane_height * (len(lanes) - 1)
+    at: dict[str, tuple[int, int]] = {}
+    for m in models:
+        at[m["model_hash"]] = (
+            pad + column[m["round"]] * step,
+            pad + lanes.index(m["netuid"]) * lane_height,
+        )
+    parts: list[str] = []
+    for m in models:
+        parent = at.get(m["parent_hash"])
+        if parent is not None:
+            x, y = at[m["model_hash"]]
+            parts.append(
+                f'<line class="edge" x1="{parent[0]}" y1="{parent[1]}" x2="{x}" y2="{y}" '
+                'stroke="#64748b" stroke-width="1.5"/>'
+            )
+    for m in models:
+        x, y = at[m["model_hash"]]
+        parts.append(
+            f'<circle class="point" cx="{x}" cy="{y}" r="6" fill="#2563eb"><title>'
+            f"subnet {e(m['netuid'])} round {e(m['round'])}: {e(m['model_hash'])}</title></circle>"
+        )
+    for i, netuid in enumerate(lanes):
+        parts.append(
+            f'<text x="2" y="{pad + i * lane_height - 10}" class="label">subnet {e(netuid)}</text>'
+        )
+    return Html(
+        f'<svg class="chart" id="lineage-graph" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img">' + "".join(parts) + "</svg>"
+    )

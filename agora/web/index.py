@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -57,7 +58,10 @@ from agora.protocol.transactions import (
 from agora.protocol.transition import process_transaction, state_transition
 from agora.web.errors import IndexDiverged
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+# An epoch's inputs (weight and bond rows of every uid) are stored compressed: a 256-uid
+# epoch's JSON shrinks several times. zlib's output is the same for the same input and level.
+INPUTS_COMPRESSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -176,17 +180,19 @@ def capture_epoch_inputs(state: State, block: Block) -> dict[int, EpochInputs]:
         process_service_expiries(state, context)
         process_registration_prices(state, context)
         process_block_emission(state, context)
-        for subnet in get_subnets(state):
-            if not is_epoch_block(subnet.netuid, subnet.hyperparameters.tempo, header.height):
-                continue
-            current = get_subnet(state, subnet.netuid)
+        due = [
+            subnet.netuid
+            for subnet in get_subnets(state)
+            if is_epoch_block(subnet.netuid, subnet.hyperparameters.tempo, header.height)
+        ]
+        for position, netuid in enumerate(due):
+            current = get_subnet(state, netuid)
             if current.n > 0:
                 emission = current.pending_emission
                 to_neurons = emission - emission * state.params.owner_cut_u16 // 65_535
-                captured[subnet.netuid] = compute_epoch_inputs(
-                    state, current, to_neurons, header.height
-                )
-            process_epoch(state, subnet.netuid, context)
+                captured[netuid] = compute_epoch_inputs(state, current, to_neurons, header.height)
+            if position < len(due) - 1:  # the last epoch's payouts no later input reads
+                process_epoch(state, netuid, context)
     finally:
         state.rollback_block()
     return captured
@@ -237,6 +243,8 @@ class Index:
         identity = orjson.dumps(
             {"version": INDEX_VERSION, "genesis": genesis}, option=orjson.OPT_SORT_KEYS
         )
+        # Names this index (its file and its chain) for caches of what is derived from it.
+        self.key = hashlib.sha256(str(path).encode() + b"\0" + identity).hexdigest()
         stored = self.db.execute("SELECT value FROM meta WHERE name = 'identity'").fetchone()
         if stored is not None and bytes(stored[0]) != identity:
             for table in (
@@ -367,7 +375,7 @@ class Index:
                 height,
                 inputs.emission,
                 len(neurons),
-                orjson.dumps(inputs_to_json(inputs)),
+                zlib.compress(orjson.dumps(inputs_to_json(inputs)), INPUTS_COMPRESSION),
             ),
         )
         self.db.executemany(
@@ -457,7 +465,7 @@ class Index:
         )
         if not rows:
             return None
-        return int(rows[0][0]), inputs_from_json(orjson.loads(rows[0][1]))
+        return int(rows[0][0]), inputs_from_json(orjson.loads(zlib.decompress(rows[0][1])))
 
     def epoch_outputs(self, netuid: int, epoch: int) -> list[dict[str, Any]]:
         rows = self.query(

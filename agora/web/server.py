@@ -57,6 +57,7 @@ from agora.web.html import (
     json_table,
     json_value,
     line_chart,
+    lineage_graph,
     link,
     page,
     short,
@@ -64,6 +65,7 @@ from agora.web.html import (
     tag,
 )
 from agora.web.index import Index, IndexedTransaction, NodeBlocks
+from agora.web.openapi import OPENAPI
 from agora.web.why import explain_epoch, explain_uid
 
 log = logging.getLogger("agora.web")
@@ -1128,7 +1130,10 @@ async def service_page(request: web.Request) -> tuple[str, Html, str | None]:
 
 async def lineage_page(request: web.Request) -> tuple[str, Html, str | None]:
     data = await _reuse(api.get_lineage, request)
-    return "Lineage", json_value(data), "/v1/lineage"
+    body = join(
+        [tag("h2", "Model lineage"), lineage_graph(data.get("models", [])), json_value(data)]
+    )
+    return "Lineage", body, "/v1/lineage"
 
 
 async def model_page(request: web.Request) -> tuple[str, Html, str | None]:
@@ -1194,6 +1199,10 @@ async def search_page(request: web.Request) -> tuple[str, Html, str | None]:
     return f"Search: {q}", tag("ul", items, id="results"), f"/v1/explorer/search?q={q}"
 
 
+async def openapi_json(request: web.Request) -> Any:
+    return OPENAPI
+
+
 # --- static files and unknown pages --------------------------------------------------------
 
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
@@ -1243,4 +1252,5 @@ ROUTES = [
     web.get("/v1/explorer/subnets/{netuid}/epochs/{epoch}/uids/{uid}", json_twin(why_json)),
     web.get("/v1/explorer/channels", json_twin(channels_json)),
     web.get("/v1/explorer/search", json_twin(search_json)),
+    web.get("/v1/explorer/openapi.json", json_twin(openapi_json)),
 ]

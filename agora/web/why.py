@@ -16,6 +16,7 @@ from agora.web.errors import PageNotFound
 from agora.web.index import OUTPUT_FIELDS, Index
 
 U16_ONE = 65_535
+RECENT_EPOCHS = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +34,9 @@ class Explanation:
         return not self.mismatches
 
 
+_RECENT: dict[tuple[str, int, int], tuple[int, EpochInputs, EpochResult]] = {}
+
+
 def recomputed_outputs(result: EpochResult, uid: int) -> dict[str, Any]:
     return {
         "stake_u16": result.stake_u16[uid],
@@ -47,11 +51,23 @@ def recomputed_outputs(result: EpochResult, uid: int) -> dict[str, Any]:
 
 
 def explain_epoch(index: Index, netuid: int, epoch: int) -> Explanation:
-    found = index.epoch_inputs(netuid, epoch)
-    if found is None:
-        raise PageNotFound(f"subnet {netuid} has no indexed epoch {epoch}")
-    height, inputs = found
-    result = compute_epoch(inputs)
+    """The epoch recomputed from its inputs and compared with the ledger's rows, read now.
+
+    The recomputation of the last few epochs is kept (a reader steps through the uids of one
+    epoch; a 256-uid epoch takes the reference Yuma a fraction of a second); the ledger's rows
+    are read and compared every time.
+    """
+    key = (index.key, netuid, epoch)
+    recomputed = _RECENT.get(key)
+    if recomputed is None:
+        found = index.epoch_inputs(netuid, epoch)
+        if found is None:
+            raise PageNotFound(f"subnet {netuid} has no indexed epoch {epoch}")
+        recomputed = (found[0], found[1], compute_epoch(found[1]))
+        _RECENT[key] = recomputed
+        while len(_RECENT) > RECENT_EPOCHS:
+            del _RECENT[next(iter(_RECENT))]
+    height, inputs, result = recomputed
     ledger = index.epoch_outputs(netuid, epoch)
     mismatches: list[str] = []
     for row in ledger:
