@@ -364,6 +364,7 @@ def plan_participants(config: DevnetConfig) -> list[tuple[str, str, str, str]]:
         if task == FEDERATED:
             plan += [(f"{task}-contributor-{i}", "miner", task, "honest") for i in range(3)]
             plan.append((f"{task}-poisoner", "miner", task, "label_flip"))
+            plan.append((f"{task}-server", "miner", task, "serve"))  # sells the trained model
             plan += [
                 (f"{task}-validator-{i}", "validator", task, "honest")
                 for i in range(config.validators)
@@ -414,7 +415,10 @@ def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) ->
         netuid = str(devnet.subnets[task])
         common = ["--node", devnet.node_url, "--netuid", netuid, "--wallet", name]
         common += ["--hotkey", "default", "--wallet-dir", wallets, "--cache-dir", cache, "--yes"]
-        if role == "miner" and task == FEDERATED:
+        if role == "miner" and behaviour == "serve":
+            argv = _agora("miner", "run", *common, "--serve-model", "--price", MINER_PRICE)
+            argv += ["--data-dir", str(devnet.data_dir / "miners")]
+        elif role == "miner" and task == FEDERATED:
             argv = _agora(
                 "miner", "run", *common, "--data", str(write_contributor_data(devnet, name))
             )
@@ -445,8 +449,8 @@ def write_contributor_data(devnet: Devnet, name: str) -> Path:
     flipped), written in the documented CSV format."""
     contributors = sorted(
         n
-        for n, role, task, _ in plan_participants(devnet.config)
-        if task == FEDERATED and role == "miner"
+        for n, role, task, behaviour in plan_participants(devnet.config)
+        if task == FEDERATED and role == "miner" and behaviour != "serve"
     )
     shards = federated.split_dirichlet(
         federated.load_pools().contributors, len(contributors), 0.5, 0
@@ -465,7 +469,9 @@ async def start_federation(devnet: Devnet, client: NodeClient) -> None:
     """Once every contributor has committed to its data, the owner starts the first round."""
     netuid = devnet.subnets[FEDERATED]
     contributors = [
-        c for c in devnet.processes.children if c.netuid == netuid and c.role == "miner"
+        c
+        for c in devnet.processes.children
+        if c.netuid == netuid and c.role == "miner" and c.behaviour != "serve"
     ]
     deadline = time.monotonic() + FEDERATION_START_TIMEOUT_S
     while True:
@@ -685,6 +691,12 @@ def describe(devnet: Devnet) -> str:
             f"  agora lineage export --out {devnet.data_dir / 'lineage'} --node {url}",
             f"  agora lineage show <model hash or agr1... account> --node {url}",
         ]
+        if devnet.gateway_url:
+            lines += [
+                f'  curl {devnet.gateway_url}/agora/predictions -d \'{{"model": '
+                f'"{federated.MODEL_NAME}", "input": [[0, 3, ...64 pixels]]}}\'   '
+                "(the trained model; pays its data contributors)",
+            ]
     lines += governance_hint(
         devnet.data_dir,
         url,

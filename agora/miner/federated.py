@@ -10,7 +10,8 @@ commitment, the update's integers and the data's root ever leave the process.
 
 A miner that serves the trained model instead (``--serve-model``) fetches the subnet's
 current model by hash, checks the bytes against the hash, puts that hash on chain for its
-hotkey (``ServeModel``) and answers prediction requests (``PREDICTION_TASK``).
+hotkey (``ServeModel``) and answers prediction requests (``PREDICTION_TASK``); it follows
+training, serving (and declaring) each new model once a round records it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from agora.protocol.federation import (
     compute_update_hash,
     encode_vector,
 )
+from agora.tasks.base import ModelNotServedError
 from agora.tasks.federated import (
     DATA_SCHEMA,
+    MODEL_NAME,
     PREDICT_ROUTE,
     ContributorBackend,
     ServedModel,
@@ -118,14 +121,27 @@ class FederatedContributor:
         self.committed[number] = update
 
 
+@dataclass(slots=True)
+class ModelHolder:
+    """The model a miner serves now; ``follow_model`` swaps in each new one."""
+
+    current: ServedModel | None  # None until the subnet has a model
+
+    @property
+    def model(self) -> str:
+        return MODEL_NAME
+
+
 class PredictionTask:
     """A served model's face to the miner: its route, its handler and its noise."""
 
     ROUTE = PREDICT_ROUTE
 
     @staticmethod
-    async def handle(backend: ServedModel, request: dict[str, Any]) -> dict[str, Any]:
-        return await handle_predict(backend, request)
+    async def handle(backend: ModelHolder, request: dict[str, Any]) -> dict[str, Any]:
+        if backend.current is None:
+            raise ModelNotServedError("this miner serves no trained model yet")
+        return await handle_predict(backend.current, request)
 
     @staticmethod
     def make_random_response(request: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -144,3 +160,28 @@ async def serve_current_model(client: NodeClient, netuid: int, hotkey: Keypair) 
     served = load_served_model(answer["parameters"], model_hash)
     await submit_and_wait(client, hotkey, ServeModel(netuid=netuid, model_hash=model_hash), "serve")
     return served
+
+
+async def follow_model(
+    client: NodeClient,
+    netuid: int,
+    hotkey: Keypair,
+    holder: ModelHolder,
+    stop: asyncio.Event,
+    interval_s: float = 2.0,
+) -> None:
+    """Serve each new model of the subnet once a round records it: checked, declared on
+    chain, then answered with."""
+    while not stop.is_set():
+        try:
+            federation = await client.get_federation(netuid)
+            served = None if holder.current is None else holder.current.model_hash.hex()
+            if federation["model_hash"].removeprefix("0x") != served:
+                holder.current = await serve_current_model(client, netuid, hotkey)
+                log.info("serving model 0x%s", holder.current.model_hash.hex())
+        except Exception as error:  # the next look retries
+            log.warning("following the subnet's model failed: %s", error)
+        try:
+            await asyncio.wait_for(stop.wait(), interval_s)
+        except TimeoutError:
+            pass

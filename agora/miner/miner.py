@@ -32,7 +32,13 @@ from agora.client.participant import (
     publish_endpoint,
 )
 from agora.errors import AgoraError
-from agora.miner.federated import PREDICTION_TASK, FederatedContributor, serve_current_model
+from agora.miner.federated import (
+    PREDICTION_TASK,
+    FederatedContributor,
+    ModelHolder,
+    follow_model,
+    serve_current_model,
+)
 from agora.neuron.client import NeuronClient
 from agora.neuron.metagraph import MetagraphView
 from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
@@ -42,7 +48,7 @@ from agora.payments.store import VoucherStore
 from agora.process import run_until_signal
 from agora.protocol.data import FEDERATED_TASK
 from agora.protocol.params import BASE_UNITS_PER_AGR
-from agora.tasks.federated import ContributorBackend, ServedModel, load_data_file
+from agora.tasks.federated import ContributorBackend, load_data_file
 from agora.tasks.registry import get_task, load_backend
 from agora.wallet.keys import Keypair
 
@@ -112,8 +118,12 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
         if config.serve_model:
             # Its hash goes on chain with the endpoint: whoever pays this miner on this
             # subnet pays the model's contributors their royalty.
-            backend = await serve_current_model(client, config.netuid, config.hotkey)
-            config.on_status(f"serving model 0x{backend.model_hash.hex()}")
+            backend = ModelHolder(None)
+            try:
+                backend.current = await serve_current_model(client, config.netuid, config.hotkey)
+                config.on_status(f"serving model 0x{backend.current.model_hash.hex()}")
+            except AgoraError as error:  # no federation yet: its first model is followed
+                config.on_status(f"no model to serve yet ({error.message}); following the subnet")
         elif config.behaviour == "honest" and backend is None:
             config.on_status(f"loading the {subnet.task_kind} backend ({config.backend})")
             backend = await load_backend(subnet.task_kind, config.backend, config.cache_dir)
@@ -147,6 +157,9 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
                 await contributor.commit_data()
                 config.on_status(f"committed {len(contributor_backend.data)} rows of data")
                 background.append(asyncio.create_task(contributor.run(stop)))
+            if isinstance(backend, ModelHolder):
+                follow = follow_model(client, config.netuid, config.hotkey, backend, stop)
+                background.append(asyncio.create_task(follow))
             if gate is not None:
                 background.append(asyncio.create_task(gate.run(stop)))
             try:
@@ -274,7 +287,11 @@ def _make_info(
             "netuid": config.netuid,
             "task": task_kind,
             "model": getattr(backend, "model", None),
-            "model_hash": (backend.model_hash.hex() if isinstance(backend, ServedModel) else None),
+            "model_hash": (
+                backend.current.model_hash.hex()
+                if isinstance(backend, ModelHolder) and backend.current is not None
+                else None
+            ),
             "price": None if gate is None else gate.price.to_json(),
         }
 

@@ -1,6 +1,7 @@
 """End to end: ``agora devnet --tasks federated``: contributor processes holding their own
 shards (one flipping its labels), two validators, rounds recorded on chain; the devnet prints
-each round's held-out accuracy beside each contributor's share, the poisoner's at 0%."""
+each round's held-out accuracy beside each contributor's share, the poisoner's at 0%; a
+miner serves the trained model, following each new one."""
 
 from __future__ import annotations
 
@@ -47,7 +48,16 @@ def test_a_federated_devnet_trains_and_pays_only_honest_data(tmp_path: Path) -> 
         with urllib.request.urlopen(f"{url.group(1)}/v1/lineage", timeout=10) as answer:
             lineage = json.loads(answer.read())
         assert len(lineage["rounds"]) >= ROUNDS
-        assert len(lineage["data_commitments"]) == 4
+        assert len(lineage["data_commitments"]) == 4  # the model's server holds no data
+        # The server follows training: it serves (and declared on chain) a trained model.
+        while True:
+            with urllib.request.urlopen(f"{url.group(1)}/v1/lineage", timeout=10) as answer:
+                lineage = json.loads(answer.read())
+            trained = {r["model_hash"] for r in lineage["rounds"]}
+            if any(s["model_hash"] in trained for s in lineage["served"]):
+                break
+            assert time.monotonic() < deadline, lineage["served"]
+            time.sleep(1.0)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
