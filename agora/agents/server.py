@@ -306,7 +306,7 @@ class ServiceServer:
             service_id=self.service_id,
             transport="http",
             url=self.url,
-            block=(int(head["height"]), from_hex(head["hash"], "hash")),
+            block=(int(head["height"]), from_hex(head["state_root"], "state_root")),
             sign=self.hotkey.sign,
         )
         self.endpoints = (endpoint,)  # served before the ledger sees it

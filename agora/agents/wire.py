@@ -234,7 +234,7 @@ def endpoint_to_json(endpoint: Endpoint) -> dict[str, Any]:
         "transport": endpoint.transport,
         "url": endpoint.url,
         "block_height": endpoint.block_height,
-        "block_hash": to_hex(endpoint.block_hash),
+        "state_root": to_hex(endpoint.state_root),
         "signature": to_hex(endpoint.signature),
     }
 
@@ -251,7 +251,7 @@ def service_from_json(info: dict[str, Any]) -> Service:
                 transport=e["transport"],
                 url=e["url"],
                 block_height=int(e["block_height"]),
-                block_hash=from_hex(e["block_hash"], "block_hash"),
+                state_root=from_hex(e["state_root"], "state_root"),
                 signature=from_hex(e["signature"], "signature"),
             )
             for e in info["endpoints"]

@@ -302,7 +302,7 @@ def service_register(
             service_id=service_id,
             transport="http",
             url=url,
-            block=(int(head["height"]), from_hex(head["hash"], "hash")),
+            block=(int(head["height"]), from_hex(head["state_root"], "state_root")),
             sign=key.sign,
         )
         body = RegisterService(

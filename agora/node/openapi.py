@@ -485,7 +485,7 @@ OPENAPI: dict[str, Any] = {
                                 "transport": {"type": "string"},
                                 "url": {"type": "string"},
                                 "block_height": {"type": "integer"},
-                                "block_hash": {"type": "string"},
+                                "state_root": {"type": "string"},
                                 "signature": {"type": "string"},
                             },
                         },

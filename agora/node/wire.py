@@ -201,7 +201,7 @@ def service_to_json(
                 "transport": endpoint.transport,
                 "url": endpoint.url,
                 "block_height": endpoint.block_height,
-                "block_hash": to_hex(endpoint.block_hash),
+                "state_root": to_hex(endpoint.state_root),
                 "signature": to_hex(endpoint.signature),
             }
             for endpoint in service.endpoints

@@ -537,7 +537,7 @@ class NotServiceOwner(ProtocolError):
 
 class MissingEndpointProof(ProtocolError):
     """A registration without any endpoint, or with an endpoint whose proof is empty: every
-    endpoint needs the owner's signature over (service id, URL, recent block hash)."""
+    endpoint needs the owner's signature over (service id, URL, recent state root)."""
 
     code = 2604
 
@@ -551,7 +551,7 @@ class InvalidEndpointProof(ProtocolError):
 
 class StaleEndpointProof(ProtocolError):
     """The endpoint proof names a block that is not among the last ``PROOF_WINDOW_BLOCKS``:
-    sign a fresh proof over a recent block hash."""
+    sign a fresh proof over a recent state root."""
 
     code = 2606
 

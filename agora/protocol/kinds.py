@@ -28,11 +28,16 @@ CHAIN_ID_FIELD = Text(64)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BlockContext:
-    """What a handler may know about the block it runs in: time and seeds arrive here."""
+    """What a handler may know about the block it runs in.
+
+    ``parent_state_root`` is the state the block starts from (a seed no sender can choose
+    alone). No handler reads ``timestamp``, nor any block hash, which holds it: the state
+    never depends on when a block was sealed, so the same transactions give the same state
+    roots whoever ordered them (a local node, Ethereum)."""
 
     height: int
     timestamp: int
-    parent_hash: bytes
+    parent_state_root: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

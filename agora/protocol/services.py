@@ -18,12 +18,16 @@ value of its bond: enough to keep the registry from filling with junk, never a f
 
 Endpoint proofs, and the trust model. The ledger does no I/O, so it cannot fetch a URL.
 Each endpoint carries a signed statement instead: the owner's signature over
-``endpoint_proof_message`` (tag ``AGS1``, the chain id, the service id, the URL and the hash
-of a recent block). The ledger checks that the signature is the owner's and that the block is
-one of the last ``PROOF_WINDOW_BLOCKS`` (the domain keeps their hashes, ``recent_block_hashes``):
-a proof cannot be made before that block existed, nor lifted onto another service, URL or
-chain. What the ledger cannot check, that the URL is served by whoever holds the key, is
-checked off chain: the service serves the very same proof at
+``endpoint_proof_message`` (tag ``AGS1``, the chain id, the service id, the URL and the state
+root of a recent block). The ledger checks that the signature is the owner's and that the block
+is one of the last ``PROOF_WINDOW_BLOCKS`` (the domain keeps their state roots,
+``recent_state_roots``): a proof cannot be made before that block existed, nor lifted onto
+another service, URL or chain. A state root, not a block hash: a block hash holds the header's
+timestamp, and the state commits to nothing that depends on when a block was sealed, so the
+same transactions give the same state roots whether a local node or Ethereum ordered them.
+
+What the ledger cannot check, that the URL is served by whoever holds the key, is checked off
+chain: the service serves the very same proof at
 ``<url>/.well-known/agora-service.json`` and every registry reader (the CLI, the buyer's
 client, the MCP bridge) fetches it and compares before it trusts the endpoint. So a record
 proves that the owner's key vouched for the URL recently; the URL's answer proves that the
@@ -84,7 +88,7 @@ from agora.protocol.subnets import get_subnet, get_subnets
 ServiceId = NewType("ServiceId", bytes)
 
 SERVICES_TAG = 70
-RECENT_BLOCK_HASHES_TAG = 71
+RECENT_STATE_ROOTS_TAG = 71
 SERVICE_EXPIRIES_TAG = 72
 ENDPOINT_PROOF_MAGIC = b"AGS1"
 _SERVICE_ID_TAG = b"agora/service-id/v1"
@@ -107,12 +111,12 @@ URL_FIELD = Text(256)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
     """One transport of a service, with the owner's proof that it vouches for the URL.
-    ``block_height`` says where to look ``block_hash`` up; only the hash is signed."""
+    ``state_root`` is the state root of block ``block_height``; only the root is signed."""
 
     transport: str
     url: str
     block_height: int
-    block_hash: bytes
+    state_root: bytes
     signature: bytes
 
 
@@ -122,7 +126,7 @@ ENDPOINT_RECORD: Record[Endpoint] = Record(
         ("transport", Text(16)),
         ("url", URL_FIELD),
         ("block_height", U64),
-        ("block_hash", HASH),
+        ("state_root", HASH),
         ("signature", SIGNATURE),
     ),
 )
@@ -177,8 +181,8 @@ def register_tables(state: State) -> None:
     )
     height_codec = (lambda height: encode_field(U64, height), lambda raw: decode_field(U64, raw))
     state.add_table(
-        RECENT_BLOCK_HASHES_TAG,
-        "recent_block_hashes",
+        RECENT_STATE_ROOTS_TAG,
+        "recent_state_roots",
         height_codec,
         (bytes, bytes),
     )
@@ -226,9 +230,9 @@ def set_service(state: State, service_id: bytes, service: Service) -> None:
     state.tables["services"].set(ServiceId(service_id), service)
 
 
-def get_recent_block_hash(state: State, height: int) -> bytes | None:
-    block_hash: bytes | None = state.tables["recent_block_hashes"].get(height, None)
-    return block_hash
+def get_recent_state_root(state: State, height: int) -> bytes | None:
+    state_root: bytes | None = state.tables["recent_state_roots"].get(height, None)
+    return state_root
 
 
 def _add_expiry(state: State, height: int, service_id: bytes) -> None:
@@ -255,13 +259,13 @@ def _remove_service(state: State, service_id: bytes, service: Service) -> None:
 # --- endpoint proofs ---------------------------------------------------------------------------
 
 
-def endpoint_proof_message(chain_id: str, service_id: bytes, url: str, block_hash: bytes) -> bytes:
+def endpoint_proof_message(chain_id: str, service_id: bytes, url: str, state_root: bytes) -> bytes:
     """The bytes the owner signs to vouch for ``url`` as an endpoint of ``service_id``."""
     out = bytearray(ENDPOINT_PROOF_MAGIC)
     CHAIN_ID_FIELD.write(out, chain_id)
     HASH.write(out, service_id)
     URL_FIELD.write(out, url)
-    HASH.write(out, block_hash)
+    HASH.write(out, state_root)
     return bytes(out)
 
 
@@ -275,14 +279,14 @@ def sign_endpoint(
     sign: Callable[[bytes], bytes],
 ) -> Endpoint:
     """An endpoint with its proof, signed by ``sign`` (the owner's detached signer) over the
-    block ``(height, hash)``."""
-    height, block_hash = block
-    signature = sign(endpoint_proof_message(chain_id, service_id, url, block_hash))
+    block ``(height, state root)``."""
+    height, state_root = block
+    signature = sign(endpoint_proof_message(chain_id, service_id, url, state_root))
     return Endpoint(
         transport=transport,
         url=url,
         block_height=height,
-        block_hash=block_hash,
+        state_root=state_root,
         signature=signature,
     )
 
@@ -291,38 +295,38 @@ def validate_endpoint_signature(
     chain_id: str, owner: Address, service_id: bytes, endpoint: Endpoint
 ) -> None:
     """Raise InvalidEndpointProof unless ``owner`` signed the endpoint's proof."""
-    message = endpoint_proof_message(chain_id, service_id, endpoint.url, endpoint.block_hash)
+    message = endpoint_proof_message(chain_id, service_id, endpoint.url, endpoint.state_root)
     if not is_valid_signature(owner, message, endpoint.signature):
         raise InvalidEndpointProof(
             f"the proof of {endpoint.url} is not the owner's signature over this chain, "
-            "service id, URL and block hash (a foreign key, or another service or URL)"
+            "service id, URL and state root (a foreign key, or another service or URL)"
         )
 
 
 def validate_proof_block(state: State, endpoint: Endpoint, context: BlockContext) -> None:
     """The stateful half of the ledger's check of a proof (``validate_register_service``
-    checked the signature): the block it signs is recent. The parent block's hash is
+    checked the signature): the block it signs is recent. The parent block's state root is
     recorded at the end of this block, so it is compared with the context's."""
-    recent: bytes | None = context.parent_hash
+    recent: bytes | None = context.parent_state_root
     if endpoint.block_height != context.height - 1:
-        recent = get_recent_block_hash(state, endpoint.block_height)
-    if recent != endpoint.block_hash:
+        recent = get_recent_state_root(state, endpoint.block_height)
+    if recent != endpoint.state_root:
         raise StaleEndpointProof(
             f"the proof of {endpoint.url} names block {endpoint.block_height}, which is not "
-            f"one of the last {PROOF_WINDOW_BLOCKS} blocks (or has another hash): sign a "
+            f"one of the last {PROOF_WINDOW_BLOCKS} blocks (or has another state root): sign a "
             "fresh proof"
         )
 
 
-def process_recent_block_hashes(state: State, context: BlockContext) -> None:
-    """Remember the parent block's hash, and forget the one that left the window.
+def process_recent_state_roots(state: State, context: BlockContext) -> None:
+    """Remember the parent block's state root, and forget the one that left the window.
 
     Only once a subnet exists: every service is listed on one, so before that there is no
     proof to check, and a chain where nothing happens keeps blocks that change nothing."""
     if not get_subnets(state):
         return
-    table = state.tables["recent_block_hashes"]
-    table.set(context.height - 1, context.parent_hash)
+    table = state.tables["recent_state_roots"]
+    table.set(context.height - 1, context.parent_state_root)
     table.delete(context.height - 1 - PROOF_WINDOW_BLOCKS)
 
 
@@ -367,7 +371,7 @@ def validate_register_service(tx: Transaction) -> None:
     if not body.endpoints or any(not e.signature.strip(b"\0") for e in body.endpoints):
         raise MissingEndpointProof(
             "every endpoint needs the owner's proof: a signature over (service id, URL, "
-            "recent block hash), also served at <url>/.well-known/agora-service.json"
+            "recent state root), also served at <url>/.well-known/agora-service.json"
         )
     for endpoint in body.endpoints:
         if endpoint.transport not in TRANSPORTS:

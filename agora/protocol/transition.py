@@ -33,7 +33,7 @@ from agora.protocol.emission import process_block_emission, process_epochs
 from agora.protocol.errors import InvalidBlock, ProtocolError, StateRootMismatch
 from agora.protocol.governance import process_proposals_due
 from agora.protocol.kinds import BlockContext
-from agora.protocol.services import process_recent_block_hashes, process_service_expiries
+from agora.protocol.services import process_recent_state_roots, process_service_expiries
 from agora.protocol.state import RowChange, State, compute_lattice_root
 from agora.protocol.subnets import process_registration_prices
 from agora.protocol.transactions import (
@@ -95,7 +95,7 @@ def state_transition(
        the kind's handler; a transaction that fails gets a failed receipt with its error
        code, and only its handler's writes are undone. One that fails before paying its fee
        makes the block invalid; a sequencer sealing (``seal=True``) leaves it out instead;
-    3. remember the parent block's hash (services' endpoint proofs name a recent block);
+    3. remember the parent block's state root (services' endpoint proofs name a recent block);
     4. expire the services whose time to live ends at this block, bonds back to owners;
     5. decay every subnet's registration price;
     6. mint the block's emission into the subnets' pending emission;
@@ -116,7 +116,7 @@ def state_transition(
     validate_header(state, header)
     validate_transactions(state, block)
     context = BlockContext(
-        height=header.height, timestamp=header.timestamp, parent_hash=header.parent_hash
+        height=header.height, timestamp=header.timestamp, parent_state_root=state.state_root
     )
     with rollback_on_error(state):
         outcomes = [
@@ -128,7 +128,7 @@ def state_transition(
         included = tuple(
             raw for raw, r in zip(block.transactions, outcomes, strict=True) if not is_refused(r)
         )
-        process_recent_block_hashes(state, context)
+        process_recent_state_roots(state, context)
         process_service_expiries(state, context)
         process_registration_prices(state, context)
         process_block_emission(state, context)

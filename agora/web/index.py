@@ -41,7 +41,7 @@ from agora.protocol.emission import (
 )
 from agora.protocol.genesis import create_genesis_header, create_genesis_state
 from agora.protocol.kinds import BlockContext
-from agora.protocol.services import process_recent_block_hashes, process_service_expiries
+from agora.protocol.services import process_recent_state_roots, process_service_expiries
 from agora.protocol.state import State
 from agora.protocol.subnets import (
     get_neurons,
@@ -169,14 +169,14 @@ def capture_epoch_inputs(state: State, block: Block) -> dict[int, EpochInputs]:
     ):
         return {}
     context = BlockContext(
-        height=header.height, timestamp=header.timestamp, parent_hash=header.parent_hash
+        height=header.height, timestamp=header.timestamp, parent_state_root=state.state_root
     )
     trusted = frozenset(compute_transaction_hash(raw) for raw in block.transactions)
     captured: dict[int, EpochInputs] = {}
     try:
         for raw in block.transactions:
             process_transaction(state, raw, context, trusted)
-        process_recent_block_hashes(state, context)
+        process_recent_state_roots(state, context)
         process_service_expiries(state, context)
         process_registration_prices(state, context)
         process_block_emission(state, context)

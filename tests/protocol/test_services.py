@@ -56,13 +56,13 @@ from agora.protocol.services import (
     RegisterService,
     RenewService,
     compute_service_id,
-    get_recent_block_hash,
+    get_recent_state_root,
     get_service,
     get_services,
     is_service_payee,
     sign_endpoint,
 )
-from agora.protocol.transition import apply_block
+from agora.protocol.transition import apply_block, build_block
 
 AGR = BASE_UNITS_PER_AGR
 KEYS = make_keys(5, seed=7_070)
@@ -87,15 +87,15 @@ def endpoint_for(
     blocks_ago: int = 0,
 ) -> Endpoint:
     height = chain.height - blocks_ago
-    block_hash = get_recent_block_hash(chain.state, height) if blocks_ago else None
-    if block_hash is None:
-        block_hash = chain.state.head.block_hash
+    state_root = get_recent_state_root(chain.state, height) if blocks_ago else None
+    if state_root is None:
+        state_root = chain.state.state_root
     return sign_endpoint(
         chain_id=CHAIN_ID,
         service_id=compute_service_id(owner.address, name),
         transport="http",
         url=url,
-        block=(height, block_hash),
+        block=(height, state_root),
         sign=(signer or owner).sign,
     )
 
@@ -211,14 +211,31 @@ def test_deregister_gives_the_bond_back() -> None:
     check_invariants(chain.state)
 
 
-def test_recent_block_hashes_keep_a_bounded_window() -> None:
+def test_state_roots_do_not_depend_on_when_blocks_were_sealed() -> None:
+    """Proofs sign state roots, never block hashes (which hold timestamps): the same
+    transactions sealed at other times, as by another sequencer, give the same state roots."""
+    chain, netuid = new_chain()
+    chain.advance(3)
+    register(chain, netuid)
+    chain.block((AGENT, registration(chain, netuid, "translate")))
+    chain.advance(PROOF_WINDOW_BLOCKS + 2)
+    other = make_genesis_state(KEYS)
+    for block in chain.blocks:
+        later = block.header.timestamp + 1_000 + 7 * block.header.height
+        resealed = build_block(other, later, list(block.transactions))
+        assert resealed.block.header.timestamp != block.header.timestamp
+        assert resealed.block.header.state_root == block.header.state_root
+    assert other.state_root == chain.state.state_root
+
+
+def test_recent_state_roots_keep_a_bounded_window() -> None:
     chain, _ = new_chain()
     chain.advance(PROOF_WINDOW_BLOCKS + 5)
-    table = chain.state.tables["recent_block_hashes"]
+    table = chain.state.tables["recent_state_roots"]
     assert len(table) == PROOF_WINDOW_BLOCKS
-    assert get_recent_block_hash(chain.state, chain.height - 1) is not None
-    assert get_recent_block_hash(chain.state, chain.height - PROOF_WINDOW_BLOCKS) is not None
-    assert get_recent_block_hash(chain.state, chain.height - PROOF_WINDOW_BLOCKS - 1) is None
+    assert get_recent_state_root(chain.state, chain.height - 1) is not None
+    assert get_recent_state_root(chain.state, chain.height - PROOF_WINDOW_BLOCKS) is not None
+    assert get_recent_state_root(chain.state, chain.height - PROOF_WINDOW_BLOCKS - 1) is None
 
 
 # --- refusals: each with its code, nothing moved -----------------------------------------------
@@ -283,7 +300,7 @@ def test_registration_refusals() -> None:
 def test_a_proof_over_an_unknown_or_old_block_is_stale() -> None:
     chain, netuid = new_chain()
     forged_block = replace(
-        endpoint_for(chain, AGENT, "search"), block_hash=bytes(32), signature=b""
+        endpoint_for(chain, AGENT, "search"), state_root=bytes(32), signature=b""
     )
     forged = sign_endpoint(
         chain_id=CHAIN_ID,
