@@ -187,9 +187,10 @@ class NodeProcesses:
         stdout_path = self.root / f"node-{len(self.started)}.out"
         stderr_path = self.root / f"node-{len(self.started)}.err"
         env = os.environ | {"COLUMNS": "400", "PYTHONUNBUFFERED": "1"}
+        port = [] if "--port" in args else ["--port", "0"]  # any free port unless one is named
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "agora", *args, "--port", "0"],
+                [sys.executable, "-m", "agora", *args, *port],
                 stdout=stdout,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,

@@ -2,7 +2,9 @@
 
 One method per route of ``agora/node/api.py``; callers never build a path themselves. Blocks
 come back as protocol ``Block`` values where the API carries their raw transactions; other
-answers are the API's JSON objects, as ``agora/node/openapi.py`` describes them.
+answers are the API's JSON objects, as ``agora/node/openapi.py`` describes them. A request
+whose connection the node closed before answering (a pooled one to a node that has restarted
+since) is sent once more before it counts as ``NodeUnreachable``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from agora.errors import AgoraError, decode_error
 from agora.node.errors import MalformedBlock
 from agora.node.wire import block_from_json, from_hex, to_hex
 from agora.protocol.blocks import Block
+
+# The node closed the connection before any answer: the request is sent once more.
+_CLOSED_BEFORE_ANSWERING = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 
 
 class NodeApiError(AgoraError):
@@ -73,13 +78,26 @@ class NodeClient:
         """The status and the body of one request; an unreachable node raises."""
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": "application/json"} if data is not None else None
-        try:
-            async with self._get_session().request(
-                method, self.base_url + path, data=data, headers=headers
-            ) as response:
-                return response.status, await response.read()
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise NodeUnreachable(f"cannot reach the node at {self.base_url}: {error}") from None
+        for attempt in range(2):
+            try:
+                async with self._get_session().request(
+                    method, self.base_url + path, data=data, headers=headers
+                ) as response:
+                    return response.status, await response.read()
+            except _CLOSED_BEFORE_ANSWERING as error:
+                # Most often a pooled connection to a node that has restarted since: asked
+                # once more on a new one. Safe to repeat: the node acknowledges a
+                # transaction it already holds as known; the other requests only read, but
+                # the dev faucet's, which may then grant twice.
+                if attempt == 0:
+                    continue
+                raise self._unreachable(error) from None
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise self._unreachable(error) from None
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, error: BaseException) -> NodeUnreachable:
+        return NodeUnreachable(f"cannot reach the node at {self.base_url}: {error}")
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
         """One JSON request; an error answer raises ``NodeApiError`` with the node's code."""

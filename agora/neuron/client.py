@@ -10,7 +10,8 @@ callee's code, name, message and HTTP status, and its signed response.
 
 Failures of the client's own: no answer in time (``NeuronTimeout``, 3430), no connection
 (``NeuronUnreachable``, 3431), a signed answer that is not a JSON object
-(``MalformedResponse``, 3433).
+(``MalformedResponse``, 3433). A connection the server closed before answering (a pooled
+one to a server that has restarted since) is tried once more before it counts as 3431.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from agora.neuron.errors import (
 from agora.wallet.keys import Keypair
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a hostile server cannot make the client hold more
+# The server closed the connection before any answer: retried once (see ``_send``).
+_CLOSED_BEFORE_ANSWERING = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 _URL_CACHE_SIZE = 4096
 
 
@@ -142,22 +145,31 @@ class NeuronClient:
         # Always a ClientTimeout: aiohttp reads timeout=None as "no timeout at all".
         timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         started_ns = time.perf_counter_ns()
-        try:
-            async with self._get_session().request(
-                outgoing.method,
-                self._get_url(outgoing.endpoint, outgoing.path),
-                data=outgoing.data,
-                headers=outgoing.headers,
-                timeout=timeout,
-            ) as answer:
-                raw = await _read_limited(answer)
-                status = answer.status
-                signature_text = answer.headers.get(SIGNATURE_HEADER)
-        except TimeoutError:
-            limit = self.timeout_s if timeout_s is None else timeout_s
-            raise NeuronTimeout(f"{where}: no answer within {limit} s") from None
-        except aiohttp.ClientError as error:
-            raise NeuronUnreachable(f"{where}: {error}") from None
+        for attempt in range(2):
+            try:
+                async with self._get_session().request(
+                    outgoing.method,
+                    self._get_url(outgoing.endpoint, outgoing.path),
+                    data=outgoing.data,
+                    headers=outgoing.headers,
+                    timeout=timeout,
+                ) as answer:
+                    raw = await _read_limited(answer)
+                    status = answer.status
+                    signature_text = answer.headers.get(SIGNATURE_HEADER)
+                break
+            except _CLOSED_BEFORE_ANSWERING as error:
+                # Most often a pooled keep-alive connection to a server that has restarted
+                # since: send the same signed bytes once more, on a new connection. A server
+                # that did read them the first time refuses the copy (its nonce is spent).
+                if attempt == 0:
+                    continue
+                raise NeuronUnreachable(f"{where}: {error}") from None
+            except TimeoutError:
+                limit = self.timeout_s if timeout_s is None else timeout_s
+                raise NeuronTimeout(f"{where}: no answer within {limit} s") from None
+            except aiohttp.ClientError as error:
+                raise NeuronUnreachable(f"{where}: {error}") from None
         latency_ms = (time.perf_counter_ns() - started_ns) // 1_000_000
         signature = self._check_signature(outgoing, status, raw, signature_text)
         response = NeuronResponse(

@@ -9,12 +9,20 @@ method (or without a call here) fails it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from node_helpers import NodeProcess, NodeProcesses, get_dev_keys, make_key, parse_metrics
+from node_helpers import (
+    NodeProcess,
+    NodeProcesses,
+    get_dev_keys,
+    make_key,
+    parse_metrics,
+    sign_transfer,
+)
 
 from agora.client.client import NodeApiError, NodeClient
 from agora.client.participant import submit_and_wait
@@ -33,6 +41,7 @@ from agora.wallet.keys import Keypair
 T = TypeVar("T")
 OWNER = Keypair(bytes.fromhex(get_dev_keys(1)[0].seed_hex))
 MINER = Keypair(b"\x07" * 32)
+MINER_ADDRESS = Address(MINER.public_key)
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +238,31 @@ def test_every_route_is_served_through_a_client_method(tmp_path: Path) -> None:
             labels = dict(item.split("=", 1) for item in name[name.index("{") + 1 : -1].split(","))
             reached.add(labels["route"].strip('"'))
     assert served - reached == set(), "routes NodeClient does not reach"
+
+
+def test_a_submission_right_after_the_node_restarted_is_acknowledged(tmp_path: Path) -> None:
+    """The client's pooled connection still points at the killed node: the transaction is
+    sent once more on a new connection instead of failing as unreachable. (aiohttp repeats
+    reads by itself; a POST it leaves to the caller.)"""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = NodeProcesses(tmp_path / "logs")
+    extra = ("--port", str(port))
+    sender = get_dev_keys(2)[1]
+    transfers = [sign_transfer(sender, MINER_ADDRESS, 1, nonce) for nonce in range(2)]
+
+    async def scenario() -> list[bytes]:
+        first = processes.run(tmp_path / "node", extra=extra)
+        async with NodeClient(first.url) as client:
+            hashes = await client.submit(transfers[:1])
+            # Killed and started again while this loop is busy: the closed connection stays
+            # in the pool, as when an operator restarts the node between two requests.
+            first.kill()
+            processes.run(tmp_path / "node", extra=extra)
+            return hashes + await client.submit(transfers[1:])
+
+    try:
+        assert len(asyncio.run(scenario())) == 2
+    finally:
+        processes.stop_all()

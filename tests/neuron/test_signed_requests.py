@@ -6,7 +6,8 @@ an answer signed by the server, and a handler that never ran. The client is show
 answers not signed by the callee (a tampering proxy, an impostor, a plain web server), and a
 stored answer is re-verified later. Limits: a zero-stake caller runs out of allowance before a
 staked one; with the one handler slot busy, waiting requests are served by stake (the order
-is tested, never timing); timeouts and an unreachable port give their codes.
+is tested, never timing); timeouts and an unreachable port give their codes; the first call
+after the server restarted is answered.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import asyncio
 import hashlib
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -55,8 +58,12 @@ from agora.tasks.base import TaskError
 from agora.wallet.keys import Keypair
 
 
+def seed_of(name: str) -> bytes:
+    return hashlib.sha256(f"agora-neuron-test:{name}".encode()).digest()
+
+
 def make_keypair(name: str) -> Keypair:
-    return Keypair(hashlib.sha256(f"agora-neuron-test:{name}".encode()).digest())
+    return Keypair(seed_of(name))
 
 
 SERVER = make_keypair("server")
@@ -701,6 +708,60 @@ def test_a_port_with_nothing_listening_is_unreachable() -> None:
         assert refused.value.code == 3431 and isinstance(refused.value, NeuronError)
 
     asyncio.run(scenario())
+
+
+SERVER_SCRIPT = """
+import asyncio, sys
+from agora.neuron.server import NeuronServer, NeuronServerConfig
+from agora.wallet.keys import Keypair
+
+async def main() -> None:
+    server = NeuronServer(Keypair(bytes.fromhex(sys.argv[1])), None, NeuronServerConfig())
+    async def echo(caller, body):
+        return {"echo": body}
+    server.add_route("/echo", echo)
+    print(await server.start(port=int(sys.argv[2])), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def start_server_process(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT, seed_of("server").hex(), str(port)],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdout.readline().startswith(b"http://")
+    return process
+
+
+def test_the_first_call_after_the_server_restarted_is_answered() -> None:
+    """The client's pooled connection still points at the killed process: the call is sent
+    once more on a new connection instead of failing with 3431."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    processes = [start_server_process(port)]
+
+    async def scenario() -> list[Any]:
+        async with NeuronClient(CALLER) as client:
+            first = await client.call(url, SERVER.public_key, "/echo", {"n": 1})
+            # Killed and started again while this loop is busy: the closed connection stays
+            # in the pool, as when a miner restarts between two calls of a validator.
+            processes[0].kill()
+            processes[0].wait()
+            processes.append(start_server_process(port))
+            second = await client.call(url, SERVER.public_key, "/echo", {"n": 2})
+            return [first.body, second.body]
+
+    try:
+        assert asyncio.run(scenario()) == [{"echo": {"n": 1}}, {"echo": {"n": 2}}]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
 
 
 # --- nonces, without a network ------------------------------------------------------------------
