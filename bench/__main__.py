@@ -185,6 +185,36 @@ BENCHES = (
         ),
     ),
     Bench(
+        "federated",
+        ("--repeats", "1"),
+        (
+            Measure(
+                "one federated round of 12 / central training on pooled rows",
+                "ms",
+                rf"^\(b\) round\s+{NUMBER} ms",
+                rf"^\(a\) central training[^\n]*:\s+{NUMBER} ms",
+            ),
+        ),
+    ),
+    Bench(
+        "explorer",
+        ("--uids", "64", "--epochs", "100", "--requests", "20"),
+        (
+            Measure(
+                "index rebuild from genesis / node replay",
+                "s",
+                rf"index rebuild from genesis {NUMBER} s",
+                rf"^\(a\) node replay {NUMBER} s",
+            ),
+            Measure(
+                "explorer pages p95 / goal 300 ms",
+                "ms",
+                rf"^\s+all pages\s+p95\s+{NUMBER} ms",
+                rf"goal <= {NUMBER} ms",
+            ),
+        ),
+    ),
+    Bench(
         "gateway",
         ("--requests", "8", "--latency-requests", "10", "--repeats", "1"),
         (
