@@ -1,10 +1,11 @@
 """The validator process: challenge every miner, score, average, commit and reveal weights.
 
-Each round it syncs the metagraph, sends every miner with an endpoint its own challenge (from a
-fresh secret seed), recomputes a sample of the answer (the sample drawn after the answer
-arrives), scores it with the task's pure function, and updates a moving average per miner. A
-separate loop follows the chain block by block and commits the averages as weights once per
-epoch, then reveals them in the epoch the subnet's schedule names.
+Each round it syncs the metagraph (the last one serves while the node does not answer, as
+when it restarts), sends every miner with an endpoint its own challenge (from a fresh secret
+seed), recomputes a sample of the answer (the sample drawn after the answer arrives), scores
+it with the task's pure function, and updates a moving average per miner. A separate loop
+follows the chain block by block and commits the averages as weights once per epoch, then
+reveals them in the epoch the subnet's schedule names.
 
 Nothing a miner does can stop a round: every call has a timeout, and a hang, a crash, an error
 or garbage scores 0 with the reason logged. Latency is scored against the round's median
@@ -172,7 +173,7 @@ class Validator:
     async def run_round(self) -> list[Outcome]:
         """Challenge every miner at once; score the answers one by one (the reference model
         is one process-wide resource)."""
-        await self.metagraph.refresh()
+        await self._refresh_metagraph()
         targets = self._targets()
         challenges = [
             self.task.make_challenge(secrets.token_bytes(32), n.hotkey, self.task_config)
@@ -195,6 +196,18 @@ class Validator:
             outcomes.append(Outcome(neuron.uid, neuron.hotkey, score, latency_ms, reason))
         self._remember(outcomes)
         return outcomes
+
+    async def _refresh_metagraph(self) -> None:
+        """A node that does not answer (restarting, say) leaves the last view in use: the
+        miners are challenged all the same, and the round does not stop the validator."""
+        try:
+            await self.metagraph.refresh()
+        except AgoraError as error:
+            log.warning(
+                "metagraph not refreshed, the last one is used: error[%d] %s",
+                error.code,
+                error.message,
+            )
 
     async def _ask(
         self, neuron: NeuronInfo, challenge: Challenge
