@@ -201,7 +201,8 @@ def _agora(*args: str) -> list[str]:
     return [sys.executable, "-m", "agora", *args]
 
 
-def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every devnet process runs with (and is restarted with)."""
     env = dict(os.environ)
     env.update(
         {
@@ -233,7 +234,7 @@ async def start_node(devnet: Devnet) -> None:
         "--block-time-ms",
         str(config.block_time_ms),
     )
-    env = _child_env()
+    env = child_env()
     if config.sequencer == "ethereum":
         argv += await _start_ethereum(devnet, env)
     child = devnet.processes.start("node", "node", argv, env)
@@ -397,7 +398,7 @@ async def prepare_models(devnet: Devnet, stop: asyncio.Event) -> None:
     say(f"  model      converting SmolLM2-135M-Instruct once into {cache} (about 30 s) ...")
     started = time.monotonic()
     argv = [sys.executable, "-m", "agora.tasks.generation_model", str(cache)]
-    child = devnet.processes.start("model-conversion", "setup", argv, _child_env())
+    child = devnet.processes.start("model-conversion", "setup", argv, child_env())
     while child.process.poll() is None and not stop.is_set():
         await asyncio.sleep(0.2)
     if stop.is_set():
@@ -438,7 +439,7 @@ def start_participants(devnet: Devnet, plan: list[tuple[str, str, str, str]]) ->
                 "--round-interval",
                 "3",
             )
-        child = devnet.processes.start(name, role, argv, _child_env())
+        child = devnet.processes.start(name, role, argv, child_env())
         child.netuid, child.behaviour = int(netuid), behaviour
         keystore = Keystore(devnet.data_dir / "wallets")
         child.hotkey = keystore.get_hotkey(name, "default").address
@@ -582,7 +583,7 @@ async def start_gateway(devnet: Devnet) -> None:
         "--data-dir",
         str(devnet.data_dir / "gateway"),
     )
-    child = devnet.processes.start("gateway", "gateway", argv, _child_env())
+    child = devnet.processes.start("gateway", "gateway", argv, child_env())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
@@ -617,7 +618,7 @@ async def start_agent(devnet: Devnet) -> None:
         str(devnet.subnets["embedding"]),
         "--json",
     )
-    child = devnet.processes.start(AGENT, "agent", argv, _child_env())
+    child = devnet.processes.start(AGENT, "agent", argv, child_env())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
