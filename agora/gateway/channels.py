@@ -6,9 +6,7 @@ A channel is opened the first time a miner is called (``deposit`` base units, ex
 deposit (and in the background when less than a quarter of a deposit is left), and extended
 when it comes within ``compute_renew_margin`` blocks of its expiry, always before the miner's
 gate would refuse it. A channel no request uses any more simply expires; ``close_expired``
-then closes it and takes back what the miner did not claim. A channel is recorded once its
-opening is in a block; if the gateway is killed in between, its next start finds the channel
-on chain, so no deposit is forgotten.
+then closes it and takes back what the miner did not claim.
 
 Vouchers. ``committed`` is the sum of the costs of the successful calls on the channel: what
 the developer owes the miner. A call's voucher is for ``max(committed + costs under way,
@@ -121,11 +119,9 @@ class ChannelManager:
     # --- start -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the chain's parameters and take back the channels left open last time, and
-        those opened last time but never recorded."""
+        """Read the chain's parameters and take back the channels left open last time."""
         try:
             chain = await self.client.get_chain()
-            await self._record_unrecorded()
         except (NodeUnreachable, NodeApiError) as error:
             raise ChainUnavailable(f"cannot read the chain: {error.message}") from None
         self.chain_id = chain["chain_id"]
@@ -146,32 +142,6 @@ class ChannelManager:
             self.store.save_channel(record)
             if not record.closed:
                 self._add(record)
-
-    async def _record_unrecorded(self) -> None:
-        """An open channel of this payer on chain that the store lacks: the gateway sent its
-        opening and was killed before writing it down (or another program paying from the
-        same wallet opened it). Recorded now, it is used and closed at expiry like the
-        others, and its deposit comes back."""
-        known = {record.channel_id for record in self.store.list_channels(self.payer.address)}
-        for info in await self.client.list_channels(payer=self.payer.address):
-            channel_id = bytes.fromhex(info["id"].removeprefix("0x"))
-            if channel_id in known or info["closed"]:
-                continue
-            record = ChannelRecord(
-                channel_id=channel_id,
-                payer=self.payer.address,
-                payee=info["payee"],
-                netuid=int(info["netuid"]),
-                deposit=int(info["deposit"]),
-                expiry=int(info["expiry"]),
-                committed=int(info["claimed"]),
-                closed=False,
-                refund=0,
-            )
-            self.store.save_channel(record)
-            log.info(
-                "found channel 0x%s to %s, opened but not recorded", channel_id.hex(), record.payee
-            )
 
     def _add(self, record: ChannelRecord) -> PaidChannel:
         channel = PaidChannel(
