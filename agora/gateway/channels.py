@@ -6,7 +6,10 @@ A channel is opened the first time a miner is called (``deposit`` base units, ex
 deposit (and in the background when less than a quarter of a deposit is left), and extended
 when it comes within ``compute_renew_margin`` blocks of its expiry, always before the miner's
 gate would refuse it. A channel no request uses any more simply expires; ``close_expired``
-then closes it and takes back what the miner did not claim.
+then closes it and takes back what the miner did not claim. A channel's record is written
+before its opening is sent, so a gateway killed before the block still knows the channel at
+its next start (``start`` checks each record on chain; one whose opening never reached a
+block is closed).
 
 Vouchers. ``committed`` is the sum of the costs of the successful calls on the channel: what
 the developer owes the miner. A call's voucher is for ``max(committed + costs under way,
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -238,21 +241,33 @@ class ChannelManager:
         return short or head + self.renew_margin >= channel.record.expiry
 
     async def _open_channel(self, payee: bytes, netuid: int, deposit: int) -> PaidChannel:
+        """Open a channel to ``payee``. Its record is written before the opening is sent: a
+        gateway killed before the block finds the channel at its next start (``start``)."""
         expiry = await self._get_head() + self.channel_blocks
         body = OpenChannel(payee=Address(payee), netuid=netuid, deposit=deposit, expiry=expiry)
-        nonce = await self._send(body, "opening a channel")
-        record = ChannelRecord(
-            channel_id=compute_channel_id(Address(self.payer.public_key), nonce),
-            payer=self.payer.address,
-            payee=encode_address(payee),
-            netuid=netuid,
-            deposit=deposit,
-            expiry=expiry,
-            committed=0,
-            closed=False,
-            refund=0,
-        )
-        self.store.save_channel(record)
+        written: list[ChannelRecord] = []
+
+        def write_ahead(nonce: int) -> None:
+            record = ChannelRecord(
+                channel_id=compute_channel_id(Address(self.payer.public_key), nonce),
+                payer=self.payer.address,
+                payee=encode_address(payee),
+                netuid=netuid,
+                deposit=deposit,
+                expiry=expiry,
+                committed=0,
+                closed=False,
+                refund=0,
+            )
+            self.store.save_channel(record)
+            written.append(record)
+
+        def forget() -> None:  # refused at admission or failed in its block: no channel
+            written[0] = replace(written[0], closed=True)
+            self.store.save_channel(written[0])
+
+        await self._send(body, "opening a channel", before_submit=write_ahead, on_refused=forget)
+        (record,) = written
         log.info("opened channel 0x%s to %s", record.channel_id.hex(), record.payee)
         return self._add(record)
 
@@ -344,9 +359,19 @@ class ChannelManager:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    async def _send(self, body: object, what: str) -> int:
+    async def _send(
+        self,
+        body: object,
+        what: str,
+        *,
+        before_submit: Callable[[int], None] = lambda nonce: None,
+        on_refused: Callable[[], None] = lambda: None,
+    ) -> int:
         """Sign with the coldkey's next nonce, submit, wait for the block; returns the nonce.
-        Only the nonce and the submission are serialized: waits overlap."""
+        ``before_submit`` gets the nonce before anything is sent; ``on_refused`` runs when the
+        transaction is known never to take effect (refused at admission, or failed in its
+        block), not when its fate is unknown (no answer). Only the nonce and the submission
+        are serialized: waits overlap."""
         try:
             async with self._send_lock:
                 account = await self.client.get_account(self.payer.address)
@@ -359,7 +384,12 @@ class ChannelManager:
                     fee=self.min_fee,
                     body=body,
                 )
-                (tx_hash,) = await self.client.submit([raw])
+                before_submit(nonce)
+                try:
+                    (tx_hash,) = await self.client.submit([raw])
+                except NodeApiError:
+                    on_refused()
+                    raise
             status = await self.client.wait_for_transaction(tx_hash, timeout_seconds=60)
         except NodeApiError as error:
             raise _chain_error(what, error.code, error.message) from None
@@ -367,6 +397,7 @@ class ChannelManager:
             raise ChainUnavailable(f"{what}: {error.message}") from None
         receipt = status["receipt"]
         if not receipt["success"]:
+            on_refused()
             raise _chain_error(what, receipt["code"], receipt["message"])
         return nonce
 

@@ -19,6 +19,7 @@ after it succeeded, ``release`` (or the end of the request's task) when it faile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,10 +32,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from node_helpers import NodeProcess, NodeProcesses
 
-from agora.client.client import NodeClient
+from agora.client.client import NodeApiError, NodeClient
 from agora.client.participant import submit_and_wait
 from agora.errors import AgoraError
 from agora.gateway.channels import ChannelManager, PaidChannel, compute_next_amount
+from agora.gateway.errors import InsufficientFunds
 from agora.gateway.store import ChannelRecord, GatewayStore
 from agora.node.devchain import DEV_CHAIN_ID, compute_dev_seed
 from agora.payments.books import (
@@ -611,3 +613,74 @@ def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
     retired, fresh = records[-2:]
     assert claimed_first == 3 * PRICE.amount  # what the miner really served there
     assert fresh.channel_id != retired.channel_id and fresh.committed == PRICE.amount
+
+
+class KilledAfterSubmitting(NodeClient):
+    """The node client of a gateway killed right after it sent a transaction: nothing after
+    the submission runs (the wait for its block is where the kill lands)."""
+
+    async def wait_for_transaction(
+        self, tx_hash: bytes, timeout_seconds: float = 30.0, poll_seconds: float = 0.05
+    ) -> dict[str, Any]:
+        raise asyncio.CancelledError
+
+
+async def wait_for_channel(client: NodeClient, channel_id: bytes) -> None:
+    for _ in range(600):
+        with contextlib.suppress(NodeApiError):
+            await client.get_channel(channel_id)
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"channel 0x{channel_id.hex()} never opened")
+
+
+def test_a_gateway_killed_while_opening_a_channel_uses_it_after_its_restart(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The channel's record is written before its opening is sent: the restarted gateway
+    finds the channel on chain and pays with it instead of forgetting its deposit."""
+    payer, price = make_keypair("killed-opener"), PRICE.amount
+
+    async def work(client: NodeClient) -> tuple[bytes, list[ChannelRecord]]:
+        await send(client, OWNER, Transfer(recipient=Address(payer.public_key), amount=AGR))
+        store = GatewayStore(tmp_path / "gateway.db")
+        async with KilledAfterSubmitting(setup.node.url) as dying:
+            killed = ChannelManager(
+                client=dying, payer=payer, store=store, deposit=10 * price, channel_blocks=200
+            )
+            await killed.start()
+            with pytest.raises(asyncio.CancelledError):
+                await killed.issue(MINER.public_key, setup.netuid, price)
+        [written] = store.list_channels(payer.address)
+        await wait_for_channel(client, written.channel_id)  # the opening reaches its block
+        restarted = ChannelManager(
+            client=client, payer=payer, store=store, deposit=10 * price, channel_blocks=200
+        )
+        await restarted.start()
+        ticket = await restarted.issue(MINER.public_key, setup.netuid, price)
+        records = store.list_channels(payer.address)
+        store.close()
+        return ticket.channel_id, records
+
+    channel_id, records = run(work, setup.node.url)
+    opened = [(r.channel_id, r.closed, r.deposit) for r in records]
+    assert opened == [(channel_id, False, 10 * price)]
+
+
+def test_a_refused_opening_leaves_its_record_closed(setup: Setup, tmp_path: Path) -> None:
+    """A payer that cannot fund the deposit: the record written ahead is closed at once."""
+    payer, price = make_keypair("unfunded-opener"), PRICE.amount
+
+    async def work(client: NodeClient) -> list[ChannelRecord]:
+        store = GatewayStore(tmp_path / "gateway.db")
+        manager = ChannelManager(
+            client=client, payer=payer, store=store, deposit=10 * price, channel_blocks=200
+        )
+        await manager.start()
+        with pytest.raises(InsufficientFunds):
+            await manager.issue(MINER.public_key, setup.netuid, price)
+        records = store.list_channels(payer.address)
+        store.close()
+        return records
+
+    assert [r.closed for r in run(work, setup.node.url)] == [True]
