@@ -471,9 +471,10 @@ def check_gateway_channels(gateway: GatewayStore, state: State) -> tuple[dict[st
     """The gateway's channels against the chain and its receipts: (totals, problems).
 
     On chain, every channel the developer opened is one the gateway knows, with the deposit
-    it counts; what it committed stays within the deposit and covers its receipts; a closed
-    channel's refund is what its claims left; each miner claimed at least what the receipts
-    say it was paid for (a request whose answer was lost may be claimed as well)."""
+    it counts (a record whose opening never reached a block carries no voucher); what it
+    committed stays within the deposit and covers its receipts; a closed channel's refund is
+    what its claims left; each miner claimed at least what the receipts say it was paid for
+    (a request whose answer was lost may be claimed as well)."""
     records = {r.channel_id: r for r in gateway.list_channels()}
     payers = {Address(decode_address(r.payer)) for r in records.values()}
     on_chain = {i: c for payer in payers for i, c in get_channels(state, payer=payer)}
@@ -481,7 +482,11 @@ def check_gateway_channels(gateway: GatewayStore, state: State) -> tuple[dict[st
     committed: Counter[str] = Counter()
     claimed: Counter[str] = Counter()
     for channel_id, record in records.items():
-        chain = on_chain[channel_id]
+        chain = on_chain.get(channel_id)
+        if chain is None:  # written ahead of an opening that never reached a block
+            if record.committed:
+                problems.append(f"{record}: vouchers on a channel that is not on chain")
+            continue
         refund = chain.deposit - chain.claimed if chain.closed else 0
         if (record.deposit, record.refund) != (chain.deposit, refund):
             problems.append(f"{record} against {chain}")
