@@ -22,8 +22,9 @@ from agora.node.errors import MalformedBlock
 from agora.node.wire import block_from_json, from_hex, to_hex
 from agora.protocol.blocks import Block
 
-# The node closed the connection before any answer: the request is sent once more.
-_CLOSED_BEFORE_ANSWERING = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
+# The server closed the connection before any answer, most often a pooled one to a server
+# that has restarted since: this client and the neuron client send the request once more.
+CLOSED_BEFORE_ANSWERING = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 
 
 class NodeApiError(AgoraError):
@@ -84,7 +85,7 @@ class NodeClient:
                     method, self.base_url + path, data=data, headers=headers
                 ) as response:
                     return response.status, await response.read()
-            except _CLOSED_BEFORE_ANSWERING as error:
+            except CLOSED_BEFORE_ANSWERING as error:
                 # Most often a pooled connection to a node that has restarted since: asked
                 # once more on a new one. Safe to repeat: the node acknowledges a
                 # transaction it already holds as known; the other requests only read, but

@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from agora.client.client import CLOSED_BEFORE_ANSWERING
 from agora.errors import decode_error
 from agora.neuron.auth import (
     CALLEE_HEADER,
@@ -49,8 +50,6 @@ from agora.neuron.errors import (
 from agora.wallet.keys import Keypair
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a hostile server cannot make the client hold more
-# The server closed the connection before any answer: retried once (see ``_send``).
-_CLOSED_BEFORE_ANSWERING = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 _URL_CACHE_SIZE = 4096
 
 
@@ -158,7 +157,7 @@ class NeuronClient:
                     status = answer.status
                     signature_text = answer.headers.get(SIGNATURE_HEADER)
                 break
-            except _CLOSED_BEFORE_ANSWERING as error:
+            except CLOSED_BEFORE_ANSWERING as error:
                 # Most often a pooled keep-alive connection to a server that has restarted
                 # since: send the same signed bytes once more, on a new connection. A server
                 # that did read them the first time refuses the copy (its nonce is spent).
