@@ -87,10 +87,10 @@ class DevnetConfig:
     cache_dir: Path | None = None  # the shared model cache; None: get_default_cache_dir()
     miners: int = 2
     generation_miners: int = 1  # each holds a 135M-parameter model in memory
-    validators: int = 2
+    validators: int = 1  # each loads its task's reference model: two or more for consensus
     cheaters: tuple[str, ...] = ("random",)
     block_time_ms: int = 1000
-    tempo: int = 20
+    tempo: int = 10  # weights committed in one epoch count at the end of the next
     host: str = "127.0.0.1"
     node_port: int = 0
     gateway_port: int = 0
@@ -183,6 +183,7 @@ class Devnet:
     agent: dict[str, str] = field(default_factory=dict)  # service_id, url, name
     subnets: dict[str, int] = field(default_factory=dict)  # task -> netuid
     extra: dict[str, Any] = field(default_factory=dict)
+    paying: set[int] = field(default_factory=set)  # subnets that have paid a miner
 
     @property
     def data_dir(self) -> Path:
@@ -734,26 +735,41 @@ def governance_hint(
 
 
 async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]) -> None:
-    """One line per subnet whenever its epoch advances: who earns, honest or not."""
+    """One line per subnet whenever its epoch advances: who earns, honest or not. Epochs that
+    ran before the devnet was running are not shown (``seen`` starts with them), and an epoch
+    that paid no miner says why rather than showing every miner at 0%."""
     names = {c.hotkey: c for c in devnet.processes.children}
     for task, netuid in devnet.subnets.items():
         graph = await client.get_metagraph(netuid)
         epoch = graph["subnet"]["epoch_index"]
-        if seen.get(netuid) == epoch:
+        if seen.get(netuid, epoch) == epoch:
+            seen[netuid] = epoch
             continue
         seen[netuid] = epoch
-        total = sum(n["incentive"] for n in graph["neurons"]) or 1
+        total = sum(n["incentive"] for n in graph["neurons"])
         parts = []
         for neuron in graph["neurons"]:
             child = names.get(neuron["hotkey"])
             if child is None or child.role != "miner":
                 continue
-            share = 100 * neuron["incentive"] / total
             label = child.name.removeprefix(f"{task}-")  # a kind may hold "-" itself
-            parts.append(f"{label} {share:.0f}%")
-        devnet.config.say(
-            f"block {graph['block']:>5}  {task:<14} epoch {epoch}: {', '.join(parts)}"
-        )
+            parts.append(f"{label} {100 * neuron['incentive'] / (total or 1):.0f}%")
+        if total > 0:
+            devnet.paying.add(netuid)
+            shares = ", ".join(parts)
+        elif netuid in devnet.paying:
+            shares = "no miner paid (no validator's weights rate any miner)"
+        else:  # commit-reveal: weights committed in one epoch count at the end of the next
+            shares = "no weights in effect yet (committed weights count an epoch later)"
+        devnet.config.say(f"block {graph['block']:>5}  {task:<14} epoch {epoch}: {shares}")
+
+
+async def current_epochs(devnet: Devnet, client: NodeClient) -> dict[int, int]:
+    """Each subnet's epoch index now: where the devnet's epoch lines start."""
+    return {
+        netuid: (await client.get_metagraph(netuid))["subnet"]["epoch_index"]
+        for netuid in devnet.subnets.values()
+    }
 
 
 async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
@@ -787,8 +803,8 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
                 await start_agent(devnet)
             if FEDERATED in devnet.subnets:
                 await start_federation(devnet, client)
+            seen = await current_epochs(devnet, client)
             say(describe(devnet))
-            seen: dict[int, int] = {}
             rounds: set[tuple[int, int]] = set()
             while not stop.is_set():
                 dead = devnet.processes.find_dead()

@@ -195,7 +195,7 @@ def devnet(
     generation_miners: Annotated[
         int, typer.Option("--generation-miners", help="Honest miners on the generation subnet.")
     ] = 1,
-    validators: Annotated[int, typer.Option("--validators", help="Validators per subnet.")] = 2,
+    validators: Annotated[int, typer.Option("--validators", help="Validators per subnet.")] = 1,
     no_cheater: Annotated[bool, typer.Option("--no-cheater", help="No cheating miner.")] = False,
     cheaters: Annotated[
         str, typer.Option("--cheaters", help="Cheating miners per subnet: random, copycat.")
@@ -203,7 +203,7 @@ def devnet(
     block_time_ms: Annotated[
         int, typer.Option("--block-time-ms", help="Milliseconds between blocks.")
     ] = 1000,
-    tempo: Annotated[int, typer.Option("--tempo", help="Blocks between epochs.")] = 20,
+    tempo: Annotated[int, typer.Option("--tempo", help="Blocks between epochs.")] = 10,
     tasks: Annotated[
         str,
         typer.Option(

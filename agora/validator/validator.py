@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,10 @@ SEND_MARGIN_BLOCKS = 2
 # models every answer is slow, and latency is scored against the round, so a late answer
 # still earns credit where no answer earns none.
 ANSWER_PATIENCE = 3
+# Weights count an epoch after they are committed, so a first commit that leaves out a miner
+# still loading its model costs that miner an epoch of pay: the first commit waits this long,
+# at most, for registered miners that do not serve yet.
+FIRST_COMMIT_PATIENCE_S = 120.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -140,6 +145,7 @@ class Validator:
         self.task: Any = None
         self.task_config: dict[str, Any] = {}
         self.reference: Any = None
+        self.started = time.monotonic()
 
     async def prepare(self) -> None:
         config = self.config
@@ -284,7 +290,22 @@ class Validator:
         rate_ok = head - last_update >= h["weights_rate_limit"]
         if safe and rate_ok and self.memory.last_commit_epoch < epoch:
             if not any(r["state"] == "sent" for r in self.memory.pending):
-                await self._commit(epoch, h["weights_version_key"])
+                if await self.rates_every_miner():
+                    await self._commit(epoch, h["weights_version_key"])
+
+    async def rates_every_miner(self) -> bool:
+        """Whether weights committed now rate every miner: each one that serves has been
+        challenged at least once (an answer that failed counts). Before its first commit the
+        validator also waits, up to ``FIRST_COMMIT_PATIENCE_S``, for registered neurons with
+        neither an endpoint nor stake: miners still loading their model."""
+        await self._refresh_metagraph()
+        others = [n for n in self.metagraph.neurons if n.hotkey != self.hotkey.public_key]
+        if any(n.endpoint and n.hotkey not in self.memory.records for n in others):
+            return False
+        first = self.memory.last_commit_epoch < 0 and not self.memory.pending
+        if first and time.monotonic() - self.started < FIRST_COMMIT_PATIENCE_S:
+            return not any(not n.endpoint and n.stake == 0 for n in others)
+        return True
 
     async def _settle_sent(self, head: int, tempo: int, epoch: int) -> None:
         """Commits sent before (maybe before a restart): learn their block, or forget them."""
