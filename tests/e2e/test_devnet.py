@@ -1,6 +1,9 @@
 """End to end: ``agora devnet`` with real models, honest and cheating miners, two validators.
 
-One devnet runs for the whole module (starting it loads every model in a dozen processes):
+One devnet runs for the whole module (starting it loads every model in a dozen processes),
+started while every core is busy with another program:
+- from the first epoch that pays, every subnet pays every honest miner (generation included)
+  and no cheater, and that epoch comes at most three epochs after the devnet says it runs;
 - after several epochs, honest miners hold at least 95% of each subnet's incentive, and the
   validators earn dividends;
 - a miner killed with SIGKILL mid-epoch and started again rejoins under the same uid and is
@@ -52,6 +55,7 @@ class RunningDevnet:
     url: str
     gateway_url: str
     tasks: tuple[str, ...]
+    running_epochs: dict[str, int]  # each subnet's epoch index when it said it was running
 
     def get(self, path: str) -> Any:
         response = http("GET", self.url + path)
@@ -127,9 +131,13 @@ def start_devnet(data_dir: Path, options: list[str]) -> Iterator[RunningDevnet]:
         subnets = re.search(r"subnets\s+(.*)", text)
         assert url is not None and subnets is not None, text[-3000:]
         tasks = tuple(part.split(" = ")[0] for part in subnets.group(1).split(", "))
-        yield RunningDevnet(
-            process, data_dir, output, url.group(1), gateway.group(1) if gateway else "", tasks
+        running = RunningDevnet(
+            process, data_dir, output, url.group(1), gateway.group(1) if gateway else "", tasks, {}
         )
+        running.running_epochs = {
+            task: running.metagraph(task)["subnet"]["epoch_index"] for task in tasks
+        }
+        yield running
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -141,8 +149,32 @@ def start_devnet(data_dir: Path, options: list[str]) -> Iterator[RunningDevnet]:
             os.kill(pid, signal.SIGKILL)
 
 
+class BusyCores:
+    """One process spinning on each core, as another program on the machine would."""
+
+    def __init__(self) -> None:
+        spin = [sys.executable, "-c", "while True: pass"]
+        self.processes = [subprocess.Popen(spin) for _ in range(os.cpu_count() or 1)]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="module")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevnet]:
+def busy_cores() -> Iterator[BusyCores]:
+    busy = BusyCores()
+    try:
+        yield busy
+    finally:
+        busy.stop()
+
+
+@pytest.fixture(scope="module")
+def devnet(
+    tmp_path_factory: pytest.TempPathFactory, busy_cores: BusyCores
+) -> Iterator[RunningDevnet]:
     options = ["--miners", "2", "--generation-miners", "1", "--validators", "2"]
     with start_devnet(
         tmp_path_factory.mktemp("devnet"), options + ["--cheaters", "random,copycat"]
@@ -161,6 +193,36 @@ def incentive_shares(devnet: RunningDevnet, task: str) -> tuple[int, int, dict[s
         for i in range(2)
     }
     return honest_total, total, dividends
+
+
+def test_a_busy_machine_pays_every_honest_miner_from_the_first_paying_epoch(
+    devnet: RunningDevnet, busy_cores: BusyCores
+) -> None:
+    """Weights committed in one epoch count at the end of the next, so the first epoch that can
+    pay comes two after the one in which the devnet said it was running; one more is allowed
+    for a validator's first round on a busy machine."""
+    devnet.wait_epochs(5)
+    busy_cores.stop()
+    for task in TASKS:
+        netuid = devnet.netuid(task)
+        uids = {n["hotkey"]: n["uid"] for n in devnet.metagraph(task)["neurons"]}
+        names = [f"miner-{i}" for i in range(1 if task == "generation" else 2)]
+        honest = [uids[devnet.hotkey(f"{task}-{name}")] for name in names]
+        cheaters = [uids[devnet.hotkey(f"{task}-{name}")] for name in ("random", "copycat")]
+        incentive = {
+            uid: {
+                row["epoch"]: row["incentive"]
+                for row in devnet.get(f"/v1/explorer/subnets/{netuid}/uids/{uid}")["series"]
+            }
+            for uid in honest + cheaters
+        }
+        start = devnet.running_epochs[task]
+        epochs = sorted(e for e in incentive[honest[0]] if e > start)
+        paying = [e for e in epochs if any(incentive[uid][e] > 0 for uid in honest)]
+        assert paying and paying[0] <= start + 3, (task, start, incentive)
+        for epoch in epochs[epochs.index(paying[0]) :]:
+            assert all(incentive[uid][epoch] > 0 for uid in honest), (task, epoch, incentive)
+            assert all(incentive[uid][epoch] == 0 for uid in cheaters), (task, epoch, incentive)
 
 
 def test_honest_miners_earn_and_cheaters_do_not(devnet: RunningDevnet) -> None:

@@ -27,7 +27,7 @@ def test_a_federated_devnet_trains_and_pays_only_honest_data(tmp_path: Path) -> 
     output = tmp_path / "devnet-output.log"
     command = [sys.executable, "-m", "agora", "devnet", "--data-dir", str(data_dir)]
     command += ["--port", "0", "--block-time-ms", "500", "--tempo", "6"]
-    command += ["--tasks", "federated", "--no-gateway"]
+    command += ["--tasks", "federated", "--validators", "2", "--no-gateway"]
     with output.open("wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     try:
