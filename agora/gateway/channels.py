@@ -8,8 +8,8 @@ when it comes within ``compute_renew_margin`` blocks of its expiry, always befor
 gate would refuse it. A channel no request uses any more simply expires; ``close_expired``
 then closes it and takes back what the miner did not claim. A channel's record is written
 before its opening is sent, so a gateway killed before the block still knows the channel at
-its next start (``start`` checks each record on chain; one whose opening never reached a
-block is closed).
+its next start (``start`` checks each record on chain, after the payer's transactions still
+pending at the node have reached a block; one whose opening never did is closed).
 
 Vouchers. ``committed`` is the sum of the costs of the successful calls on the channel: what
 the developer owes the miner. A call's voucher is for ``max(committed + costs under way,
@@ -55,6 +55,7 @@ from agora.wallet.keys import Keypair
 log = logging.getLogger("agora.gateway")
 
 FUNDS_CODES = (InsufficientBalance.code, CannotPayFee.code)
+PENDING_OPENING_WAIT_S = 60.0  # at start, how long an opening still pending is waited for
 
 
 def compute_renew_margin(channel_blocks: int) -> int:
@@ -129,12 +130,15 @@ class ChannelManager:
             raise ChainUnavailable(f"cannot read the chain: {error.message}") from None
         self.chain_id = chain["chain_id"]
         self.min_fee = int(chain["params"]["min_fee"])
-        for record in self.store.list_channels(self.payer.address, open_only=True):
+        records = self.store.list_channels(self.payer.address, open_only=True)
+        pending = await self._wait_for_pending_openings({r.channel_id for r in records})
+        for record in records:
             try:
                 info = await self.client.get_channel(record.channel_id)
             except NodeApiError:
-                self.store.save_channel(replace(record, closed=True))
-                continue
+                if record.channel_id not in pending:  # never opened: nothing to take back
+                    self.store.save_channel(replace(record, closed=True))
+                continue  # still pending: the next start looks again
             record = replace(
                 record,
                 deposit=int(info["deposit"]),
@@ -145,6 +149,36 @@ class ChannelManager:
             self.store.save_channel(record)
             if not record.closed:
                 self._add(record)
+
+    async def _wait_for_pending_openings(self, recorded: set[bytes]) -> set[bytes]:
+        """An opening sent just before the gateway stopped may still wait for its block: until
+        the node has included every transaction of the payer it held then (at most
+        ``PENDING_OPENING_WAIT_S``), a missing channel may yet open. Returns the recorded
+        channels whose opening is still pending after the wait (none, as a rule)."""
+        if not recorded:
+            return set()
+        payer = Address(self.payer.public_key)
+
+        async def pending_openings() -> set[bytes]:
+            try:
+                account = await self.client.get_account(self.payer.address)
+            except (NodeUnreachable, NodeApiError) as error:
+                raise ChainUnavailable(
+                    f"cannot read the payer's account: {error.message}"
+                ) from None
+            nonces = range(int(account["nonce"]), int(account["next_nonce"]))
+            return {bytes(compute_channel_id(payer, n)) for n in nonces} & recorded
+
+        pending = await pending_openings()
+        deadline = asyncio.get_running_loop().time() + PENDING_OPENING_WAIT_S
+        while pending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            pending = await pending_openings()
+        if pending:
+            log.warning(
+                "%d channel openings still pending; the next start checks them", len(pending)
+            )
+        return pending
 
     def _add(self, record: ChannelRecord) -> PaidChannel:
         channel = PaidChannel(

@@ -684,3 +684,50 @@ def test_a_refused_opening_leaves_its_record_closed(setup: Setup, tmp_path: Path
         return records
 
     assert [r.closed for r in run(work, setup.node.url)] == [True]
+
+
+def test_a_gateway_restarted_while_its_opening_waits_for_a_block_keeps_the_channel(
+    tmp_path: Path,
+) -> None:
+    """Blocks every two seconds: the gateway is killed right after sending an opening and
+    started again before the block holds it. Its start waits for the opening instead of
+    closing the record, and the next call pays on that channel."""
+    payer, price = make_keypair("restarted-before-the-block"), PRICE.amount
+    processes = NodeProcesses(tmp_path / "logs")
+
+    async def work(client: NodeClient) -> tuple[bool, bytes, list[ChannelRecord]]:
+        create = CreateSubnet(task_kind="embedding", task_config="{}", owner_hotkey=NO_HOTKEY)
+        await send(client, OWNER, create)
+        await send(client, OWNER, Register(netuid=1, hotkey=Address(MINER.public_key)))
+        await send(client, OWNER, Transfer(recipient=Address(payer.public_key), amount=AGR))
+        head = (await client.get_head())["height"]
+        while (await client.get_head())["height"] == head:  # just after a block: 2 s to go
+            await asyncio.sleep(0.02)
+        store = GatewayStore(tmp_path / "gateway.db")
+        async with KilledAfterSubmitting(client.base_url) as dying:
+            killed = ChannelManager(
+                client=dying, payer=payer, store=store, deposit=10 * price, channel_blocks=200
+            )
+            await killed.start()
+            with pytest.raises(asyncio.CancelledError):
+                await killed.issue(MINER.public_key, 1, price)
+        account = await client.get_account(payer.address)
+        pending_at_restart = account["nonce"] < account["next_nonce"]
+        restarted = ChannelManager(
+            client=client, payer=payer, store=store, deposit=10 * price, channel_blocks=200
+        )
+        await restarted.start()
+        ticket = await restarted.issue(MINER.public_key, 1, price)
+        records = store.list_channels(payer.address)
+        store.close()
+        return pending_at_restart, ticket.channel_id, records
+
+    try:
+        node = processes.run(tmp_path / "node", block_time_ms=2000)
+        pending_at_restart, channel_id, records = run(work, node.url)
+    finally:
+        processes.stop_all()
+    assert pending_at_restart
+    assert [(r.channel_id, r.closed, r.deposit) for r in records] == [
+        (channel_id, False, 10 * price)
+    ]
