@@ -34,9 +34,12 @@ $(ANVIL):
 
 # The checks CI runs before the tests: lint, format, types (mypy's files are in pyproject.toml).
 # The explorer's browser tests drive Debian's Chromium (never a downloaded browser).
+# Two workers (pytest-xdist), each running one file at a time, in the order collected, so the
+# long end-to-end files start first; PYTEST_ARGS replaces that (`make test PYTEST_ARGS=-n0`).
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: lint $(ANVIL)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check agora tests bench

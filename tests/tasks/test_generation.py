@@ -32,7 +32,7 @@ from agora.tasks.generation import (
     handle,
     make_challenge,
 )
-from agora.tasks.generation_model import SmolLM2Backend
+from agora.tasks.generation_model import SmolLM2Backend, get_converted_model_dir
 
 MAX_TOKENS = 20
 CONFIG = {"max_tokens": MAX_TOKENS}
@@ -593,8 +593,10 @@ def test_cache_is_written_atomically_and_rebuilt_when_damaged(
     backend: SmolLM2Backend, tmp_path: Path
 ) -> None:
     """A conversion killed halfway leaves only a temporary directory (cleaned by the next
-    conversion); a damaged cache is converted again; a converted cache gives the same logits."""
+    conversion); a damaged cache is converted again and gives the same logits. One conversion:
+    the damaged cache is a copy of the one ``backend`` loaded, cut short."""
     import os
+    import shutil
     import signal
     import subprocess
     import sys
@@ -616,17 +618,14 @@ def test_cache_is_written_atomically_and_rebuilt_when_damaged(
         process.wait()
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
 
-    loaded = run(SmolLM2Backend.load(tmp_path))
-    (converted,) = list(tmp_path.iterdir())  # the stale temporary directory is gone
-    assert not converted.name.startswith(".")
-    sequence = backend.encode_prompt([{"role": "user", "content": "Hello"}])
-    positions = list(range(1, len(sequence)))
-    expected = run(backend.compute_logits(sequence, positions))
-    assert (run(loaded.compute_logits(sequence, positions)) == expected).all()
-    run(loaded.close())
-
+    converted = get_converted_model_dir(tmp_path)
+    shutil.copytree(get_converted_model_dir(), converted)
     weights = converted / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1_000])  # a damaged cache
     rebuilt = run(SmolLM2Backend.load(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [converted.name]  # the stale one is gone
+    sequence = backend.encode_prompt([{"role": "user", "content": "Hello"}])
+    positions = list(range(1, len(sequence)))
+    expected = run(backend.compute_logits(sequence, positions))
     assert (run(rebuilt.compute_logits(sequence, positions)) == expected).all()
     run(rebuilt.close())
