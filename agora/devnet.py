@@ -632,7 +632,8 @@ async def start_agent(devnet: Devnet) -> None:
     raise DevnetError(f"the agent did not start within 60 s:\n{tail(child.log)}")
 
 
-def describe(devnet: Devnet) -> str:
+def describe(devnet: Devnet, epochs: dict[int, int]) -> str:
+    """What runs and how to use it; ``epochs``: each subnet's epoch index now (netuid ->)."""
     url = devnet.node_url
     lines = [
         "",
@@ -659,7 +660,7 @@ def describe(devnet: Devnet) -> str:
         lines.append(
             f"  subnet {netuid}   {task}: {len(miners)} miners"
             + (f" (cheating: {', '.join(cheaters)})" if cheaters else "")
-            + f", {len(validators)} validators"
+            + f", {len(validators)} validators, at epoch {epochs[netuid]}"
         )
     lines += [
         f"  logs       {devnet.data_dir / 'logs'}",
@@ -759,8 +760,10 @@ async def report_epochs(devnet: Devnet, client: NodeClient, seen: dict[int, int]
             shares = ", ".join(parts)
         elif netuid in devnet.paying:
             shares = "no miner paid (no validator's weights rate any miner)"
-        else:  # commit-reveal: weights committed in one epoch count at the end of the next
+        elif graph["subnet"]["hyperparameters"]["commit_reveal"]:
             shares = "no weights in effect yet (committed weights count an epoch later)"
+        else:
+            shares = "no weights in effect yet"
         devnet.config.say(f"block {graph['block']:>5}  {task:<14} epoch {epoch}: {shares}")
 
 
@@ -804,7 +807,7 @@ async def run_devnet(config: DevnetConfig, stop: asyncio.Event) -> None:
             if FEDERATED in devnet.subnets:
                 await start_federation(devnet, client)
             seen = await current_epochs(devnet, client)
-            say(describe(devnet))
+            say(describe(devnet, seen))
             rounds: set[tuple[int, int]] = set()
             while not stop.is_set():
                 dead = devnet.processes.find_dead()

@@ -55,7 +55,7 @@ class RunningDevnet:
     url: str
     gateway_url: str
     tasks: tuple[str, ...]
-    running_epochs: dict[str, int]  # each subnet's epoch index when it said it was running
+    running_epochs: dict[str, int]  # each subnet's epoch index in the "running" banner
 
     def get(self, path: str) -> Any:
         response = http("GET", self.url + path)
@@ -122,7 +122,7 @@ def start_devnet(data_dir: Path, options: list[str]) -> Iterator[RunningDevnet]:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while "Agora devnet is running." not in (text := output.read_text(errors="replace")):
+        while "Ctrl-C stops everything." not in (text := output.read_text(errors="replace")):
             assert process.poll() is None, text[-4000:]
             assert time.monotonic() < deadline, f"devnet not ready:\n{text[-4000:]}"
             time.sleep(1.0)
@@ -134,9 +134,8 @@ def start_devnet(data_dir: Path, options: list[str]) -> Iterator[RunningDevnet]:
         running = RunningDevnet(
             process, data_dir, output, url.group(1), gateway.group(1) if gateway else "", tasks, {}
         )
-        running.running_epochs = {
-            task: running.metagraph(task)["subnet"]["epoch_index"] for task in tasks
-        }
+        banner = re.findall(r"^  subnet \d+ +(\S+): .*, at epoch (\d+)$", text, re.M)
+        running.running_epochs = {task: int(epoch) for task, epoch in banner}
         yield running
     finally:
         if process.poll() is None:
@@ -223,6 +222,22 @@ def test_a_busy_machine_pays_every_honest_miner_from_the_first_paying_epoch(
         for epoch in epochs[epochs.index(paying[0]) :]:
             assert all(incentive[uid][epoch] > 0 for uid in honest), (task, epoch, incentive)
             assert all(incentive[uid][epoch] == 0 for uid in cheaters), (task, epoch, incentive)
+
+
+def test_the_devnet_prints_each_epoch_from_when_it_runs(devnet: RunningDevnet) -> None:
+    """Only epochs after "running"; until a subnet's first weights count, a line that says so
+    rather than every miner at 0%; from then on each miner's share, the cheaters' at 0%."""
+    devnet.wait_epochs(1)
+    text = devnet.output.read_text(errors="replace")
+    lines = re.findall(r"^block +\d+ +(\S+) +epoch (\d+): (.*)$", text, re.M)
+    for task in TASKS:
+        printed = [(int(epoch), shares) for name, epoch, shares in lines if name == task]
+        assert printed and min(e for e, _ in printed) > devnet.running_epochs[task], printed
+        first = next(i for i, (_, shares) in enumerate(printed) if "%" in shares)
+        waiting = {shares for _, shares in printed[:first]}
+        paying = [shares for _, shares in printed[first:]]
+        assert waiting <= {"no weights in effect yet (committed weights count an epoch later)"}
+        assert all("random 0%" in shares and "copycat 0%" in shares for shares in paying), paying
 
 
 def test_honest_miners_earn_and_cheaters_do_not(devnet: RunningDevnet) -> None:
