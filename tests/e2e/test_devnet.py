@@ -197,9 +197,9 @@ def incentive_shares(devnet: RunningDevnet, task: str) -> tuple[int, int, dict[s
 def test_a_busy_machine_pays_every_honest_miner_from_the_first_paying_epoch(
     devnet: RunningDevnet, busy_cores: BusyCores
 ) -> None:
-    """Weights committed in one epoch count at the end of the next, so the first epoch that can
-    pay comes two after the one in which the devnet said it was running; one more is allowed
-    for a validator's first round on a busy machine."""
+    """Weights committed in one epoch count at the end of the next: a miner ready when the
+    devnet says it runs is paid at most two epochs on (earlier where its validators committed
+    before); one more is allowed for a validator's first round on a busy machine."""
     devnet.wait_epochs(5)
     busy_cores.stop()
     for task in TASKS:
