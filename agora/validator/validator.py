@@ -39,7 +39,7 @@ from agora.client.participant import (
 from agora.client.transactions import sign_next_transaction
 from agora.errors import AgoraError
 from agora.neuron.client import NeuronClient
-from agora.neuron.metagraph import MetagraphView, NeuronInfo
+from agora.neuron.metagraph import MetagraphView, NeuronInfo, parse_metagraph
 from agora.process import run_until_signal, wait_for_stop
 from agora.protocol.address import encode_address
 from agora.protocol.consensus.errors import RevealTooEarly
@@ -261,9 +261,8 @@ class Validator:
 
     # --- weights -----------------------------------------------------------------------------
 
-    async def _chain_view(self) -> tuple[int, dict[str, Any], int]:
-        """(head block, the subnet's JSON, this hotkey's ``last_update``) in one snapshot."""
-        graph = await self.client.get_metagraph(self.config.netuid)
+    def _chain_view(self, graph: dict[str, Any]) -> tuple[int, dict[str, Any], int]:
+        """(head block, the subnet's JSON, this hotkey's ``last_update``) from one metagraph."""
         last_update = next(
             (int(n["last_update"]) for n in graph["neurons"] if n["hotkey"] == self.hotkey.address),
             0,
@@ -272,7 +271,8 @@ class Validator:
 
     async def step_weights(self) -> None:
         """One look at the chain: reveal what is due, then commit if this epoch has none."""
-        head, subnet, last_update = await self._chain_view()
+        graph = await self.client.get_metagraph(self.config.netuid)
+        head, subnet, last_update = self._chain_view(graph)
         h = subnet["hyperparameters"]
         netuid, tempo, epoch = self.config.netuid, h["tempo"], subnet["epoch_index"]
         if not h["commit_reveal"]:
@@ -290,16 +290,17 @@ class Validator:
         rate_ok = head - last_update >= h["weights_rate_limit"]
         if safe and rate_ok and self.memory.last_commit_epoch < epoch:
             if not any(r["state"] == "sent" for r in self.memory.pending):
-                if await self.rates_every_miner():
+                if self.rates_every_miner(graph):
                     await self._commit(epoch, h["weights_version_key"])
 
-    async def rates_every_miner(self) -> bool:
-        """Whether weights committed now rate every miner: each one that serves has been
-        challenged at least once (an answer that failed counts). Before its first commit the
-        validator also waits, up to ``FIRST_COMMIT_PATIENCE_S``, for registered neurons with
-        neither an endpoint nor stake: miners still loading their model."""
-        await self._refresh_metagraph()
-        others = [n for n in self.metagraph.neurons if n.hotkey != self.hotkey.public_key]
+    def rates_every_miner(self, graph: dict[str, Any]) -> bool:
+        """Whether weights committed now rate every miner of ``graph`` (the node's metagraph
+        JSON): each one that serves has been challenged at least once (an answer that failed
+        counts). Before its first commit the validator also waits, up to
+        ``FIRST_COMMIT_PATIENCE_S``, for registered neurons with neither an endpoint nor stake:
+        miners still loading their model."""
+        neurons, _, _ = parse_metagraph(graph)
+        others = [n for n in neurons if n.hotkey != self.hotkey.public_key]
         if any(n.endpoint and n.hotkey not in self.memory.records for n in others):
             return False
         first = self.memory.last_commit_epoch < 0 and not self.memory.pending

@@ -13,15 +13,21 @@ import hashlib
 from pathlib import Path
 
 from node_helpers import NodeProcess, NodeProcesses
-from test_validator_without_node import COLDKEY, NETUID, find_dead_url, set_up_subnet, submit
+from test_validator_without_node import (
+    COLDKEY,
+    NETUID,
+    find_dead_url,
+    make_validator,
+    set_up_subnet,
+    submit,
+)
 
 from agora.client.client import NodeClient
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.params import BASE_UNITS_PER_AGR
 from agora.protocol.subnets import Register, Serve
-from agora.tasks.registry import get_task
-from agora.validator.validator import FIRST_COMMIT_PATIENCE_S, Validator, ValidatorConfig
+from agora.validator.validator import FIRST_COMMIT_PATIENCE_S
 from agora.wallet.keys import Keypair
 
 LOADING = Keypair(hashlib.sha256(b"agora-first-commit-test:loading").digest())
@@ -37,31 +43,27 @@ async def register_loading(node: NodeProcess, miner: Keypair) -> None:
 
 async def scenario(node: NodeProcess, data_dir: Path) -> list[tuple[str, bool]]:
     seen: list[tuple[str, bool]] = []
-    config = ValidatorConfig(
-        node_url=node.url,
-        netuid=NETUID,
-        hotkey=VALIDATOR,
-        load_coldkey=lambda: VALIDATOR,
-        confirm=lambda price: False,
-        data_dir=data_dir,
-    )
     async with NodeClient(node.url) as client:
-        validator = Validator(config, client)
-        validator.task = get_task("embedding")
+        validator = make_validator(client, VALIDATOR, data_dir)
+
+        async def check(moment: str) -> None:
+            graph = await client.get_metagraph(NETUID)
+            seen.append((moment, validator.rates_every_miner(graph)))
+
         try:
             await validator.run_round()
-            seen.append(("a miner still loading", await validator.rates_every_miner()))
+            await check("a miner still loading")
             await submit(node, LOADING, Serve(netuid=NETUID, endpoint=find_dead_url()))
-            seen.append(("it serves, not yet challenged", await validator.rates_every_miner()))
+            await check("it serves, not yet challenged")
             await validator.run_round()
-            seen.append(("every miner challenged", await validator.rates_every_miner()))
+            await check("every miner challenged")
             await register_loading(node, LATE)
-            seen.append(("another one loading", await validator.rates_every_miner()))
+            await check("another one loading")
             validator.started -= FIRST_COMMIT_PATIENCE_S
-            seen.append(("after the patience", await validator.rates_every_miner()))
+            await check("after the patience")
             validator.started += FIRST_COMMIT_PATIENCE_S
             validator.memory.last_commit_epoch = 3
-            seen.append(("after a first commit", await validator.rates_every_miner()))
+            await check("after a first commit")
         finally:
             await validator.close()
     return seen

@@ -60,6 +60,22 @@ async def set_up_subnet(node: NodeProcess) -> None:
     await submit(node, MINER, Serve(netuid=NETUID, endpoint=find_dead_url()))
 
 
+def make_validator(client: NodeClient, hotkey: Keypair, data_dir: Path) -> Validator:
+    """A validator of the embedding subnet on ``client``'s node, ready for rounds (its task
+    set, no reference model loaded: every challenge here fails before scoring)."""
+    config = ValidatorConfig(
+        node_url=client.base_url,
+        netuid=NETUID,
+        hotkey=hotkey,
+        load_coldkey=lambda: hotkey,
+        confirm=lambda price: False,
+        data_dir=data_dir,
+    )
+    validator = Validator(config, client)
+    validator.task = get_task("embedding")
+    return validator
+
+
 def test_a_round_goes_on_with_the_last_metagraph_when_the_node_is_gone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -69,17 +85,8 @@ def test_a_round_goes_on_with_the_last_metagraph_when_the_node_is_gone(
         asyncio.run(set_up_subnet(node))
 
         async def rounds() -> tuple[list[int], list[int]]:
-            config = ValidatorConfig(
-                node_url=node.url,
-                netuid=NETUID,
-                hotkey=VALIDATOR,
-                load_coldkey=lambda: VALIDATOR,
-                confirm=lambda price: False,
-                data_dir=tmp_path / "validator",
-            )
             async with NodeClient(node.url) as client:
-                validator = Validator(config, client)
-                validator.task = get_task("embedding")
+                validator = make_validator(client, VALIDATOR, tmp_path / "validator")
                 try:
                     before = [o.uid for o in await validator.run_round()]
                     node.kill()
