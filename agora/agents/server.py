@@ -170,8 +170,8 @@ class ServiceServer:
             service_id=self.service_id,
             request_hash=hashlib.sha256(body).digest(),
             result_hash=hashlib.sha256(result_bytes).digest(),
-            channel_id=reservation.voucher.channel_id,
-            cumulative=reservation.voucher.cumulative,
+            channel_id=reservation.channel_id,
+            cumulative=reservation.cumulative,
             cost=reservation.cost,
             signature=b"",
         )

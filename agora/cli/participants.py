@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,7 @@ from rich.console import Console
 
 from agora.amounts import format_agr
 from agora.cli.chain import NodeOption, node_url
-from agora.cli.common import CliError, user_errors
+from agora.cli.common import CliError, parse_agr_option, user_errors
 from agora.cli.wallet import WalletDirOption, load_key
 from agora.process import run_until_signal
 from agora.protocol.params import BASE_UNITS_PER_AGR
@@ -114,6 +116,14 @@ def miner_run(
         float,
         typer.Option("--claim-interval", help="Seconds between claims of earned vouchers."),
     ] = 60.0,
+    credit: Annotated[
+        str,
+        typer.Option(
+            "--credit",
+            help="AGR of work a payer may have on credit at once, per channel: requests paid "
+            "only if their answer is accepted (the gateway's verified calls); 0 refuses them.",
+        ),
+    ] = "0.1",
     yes: YesOption = False,
     cache_dir: CacheOption = None,
     node: NodeOption = None,
@@ -137,12 +147,21 @@ def miner_run(
         price=price,
         data_dir=data_dir,
         claim_interval_s=claim_interval,
+        credit=_parse_credit(credit),
         cache_dir=cache_dir,
         data_file=data,
         serve_model=serve_model,
         on_status=_status(Console()),
     )
     asyncio.run(run_miner(config))
+
+
+def _parse_credit(text: str) -> int:
+    """``--credit``: a positive AGR amount, or 0 (no credit)."""
+    with contextlib.suppress(InvalidOperation):
+        if Decimal(text) == 0:
+            return 0
+    return parse_agr_option(text)
 
 
 @validator_app.command("run")

@@ -22,6 +22,13 @@ If the miner says it served more than ``committed`` (a response lost after the m
 it), its figure is adopted when it is no more than a voucher this gateway actually signed;
 otherwise the channel is retired (no more vouchers; it expires and is closed) and a new one
 opened: the developer never pays on a miner's word.
+
+Holds. A verified call (``service``) pays only if its answer is accepted: its ticket is a hold
+(``payments.vouchers``), issued like a voucher but unsigned. Its answer in, it stays under way
+until its verdict is delivered to the miner (``conclude``), so both sides count it the same
+in the meantime. An accepted hold's voucher is signed for the verdict (``sign_accepted``) and
+its cost committed; a rejected one is forgotten once the miner has the verdict, or, when the
+verdict could not be delivered, once the miner has forgotten it too (``HOLD_TIMEOUT_S``).
 """
 
 from __future__ import annotations
@@ -37,9 +44,10 @@ from agora.client.client import NodeApiError, NodeClient, NodeUnreachable
 from agora.client.transactions import make_transaction
 from agora.gateway.errors import ChainUnavailable, InsufficientFunds
 from agora.gateway.store import ChannelRecord, GatewayStore
-from agora.payments.books import EXPIRY_MARGIN_BLOCKS
+from agora.payments.books import EXPIRY_MARGIN_BLOCKS, HOLD_TIMEOUT_S
 from agora.payments.errors import PaymentError
 from agora.payments.head import HeadCache
+from agora.payments.vouchers import Hold
 from agora.protocol.address import Address, decode_address, encode_address
 from agora.protocol.channels import (
     CloseChannel,
@@ -66,12 +74,24 @@ def compute_renew_margin(channel_blocks: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """One call's payment: its voucher and cost, until ``settle``."""
+    """One call's payment: its voucher (None for a hold) and cost, until ``settle``."""
 
     id: int
     channel_id: bytes
     cost: int
-    voucher: Voucher
+    amount: int  # the cumulative amount it pays
+    voucher: Voucher | None
+
+    @property
+    def held(self) -> bool:
+        return self.voucher is None
+
+    @property
+    def payment(self) -> Voucher | Hold:
+        """What the call carries: the voucher, or the hold of its amount."""
+        if self.voucher is None:
+            return Hold(channel_id=self.channel_id, cumulative=self.amount)
+        return self.voucher
 
 
 @dataclass(slots=True)
@@ -196,8 +216,9 @@ class ChannelManager:
 
     # --- vouchers ------------------------------------------------------------------------------
 
-    async def issue(self, payee: bytes, netuid: int, cost: int) -> Ticket:
-        """A voucher paying ``cost`` more to ``payee``, on a channel made ready for it."""
+    async def issue(self, payee: bytes, netuid: int, cost: int, *, held: bool = False) -> Ticket:
+        """A voucher paying ``cost`` more to ``payee``, on a channel made ready for it; a hold
+        of that amount if ``held``."""
         for _ in range(4):
             channel = await self._ensure(payee, netuid, cost)
             amount = compute_next_amount(channel) + cost
@@ -205,25 +226,57 @@ class ChannelManager:
                 break
         else:
             raise ChainUnavailable("the channel could not be funded for this call; retry")
-        voucher = sign_voucher(self.chain_id, channel.channel_id, amount, self.payer.sign)
+        voucher = None
+        if not held:
+            voucher = sign_voucher(self.chain_id, channel.channel_id, amount, self.payer.sign)
+            channel.max_issued = max(channel.max_issued, amount)
         ticket = Ticket(
-            id=next(self._ids), channel_id=channel.channel_id, cost=cost, voucher=voucher
+            id=next(self._ids),
+            channel_id=channel.channel_id,
+            cost=cost,
+            amount=amount,
+            voucher=voucher,
         )
         channel.in_flight[ticket.id] = (amount, cost)
-        channel.max_issued = max(channel.max_issued, amount)
         if channel.record.deposit - amount < self.deposit // 4 and not channel.topping_up:
             self._spawn(self._top_up_soon(payee, netuid))
         return ticket
 
     def settle(self, ticket: Ticket, succeeded: bool) -> ChannelRecord | None:
         """The call is over; on success its cost is owed. Returns the channel's new record
-        (for the caller to store with the request's receipt) when it changed."""
+        (for the caller to store with the request's receipt) when it changed. A hold that
+        succeeded stays under way until ``conclude``."""
         channel = self._by_id.get(ticket.channel_id)
-        if channel is None or channel.in_flight.pop(ticket.id, None) is None:
+        if channel is None or (succeeded and ticket.held):
             return None
-        if not succeeded:
+        if channel.in_flight.pop(ticket.id, None) is None or not succeeded:
             return None
-        channel.record = replace(channel.record, committed=channel.record.committed + ticket.cost)
+        return self._commit(channel, ticket.cost)
+
+    def sign_accepted(self, ticket: Ticket) -> Voucher:
+        """The voucher paying an accepted hold, for its verdict."""
+        channel = self._by_id.get(ticket.channel_id)
+        if channel is not None:
+            channel.max_issued = max(channel.max_issued, ticket.amount)
+        return sign_voucher(self.chain_id, ticket.channel_id, ticket.amount, self.payer.sign)
+
+    def conclude(self, ticket: Ticket, *, accepted: bool, delivered: bool) -> ChannelRecord | None:
+        """A hold's verdict was sent (``delivered``: the miner has it). Accepted, its cost is
+        owed (the new record is returned, as ``settle`` does); rejected, it is no longer under
+        way, or after ``HOLD_TIMEOUT_S`` if the miner may still count it."""
+        channel = self._by_id.get(ticket.channel_id)
+        if channel is None or ticket.id not in channel.in_flight:
+            return None
+        if not accepted and not delivered:
+            asyncio.get_running_loop().call_later(
+                HOLD_TIMEOUT_S, channel.in_flight.pop, ticket.id, None
+            )
+            return None
+        del channel.in_flight[ticket.id]
+        return self._commit(channel, ticket.cost) if accepted else None
+
+    def _commit(self, channel: PaidChannel, cost: int) -> ChannelRecord:
+        channel.record = replace(channel.record, committed=channel.record.committed + cost)
         return channel.record
 
     def adopt_served(self, ticket: Ticket, served: int) -> bool:

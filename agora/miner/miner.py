@@ -7,7 +7,10 @@ oracle: a miner that relays its own challenges to a peer has nothing to answer w
 
 What a paid request earns is on disk before it is answered (``payments.store``, in
 ``data_dir``), and a restarted miner claims it: work done is paid even if the process was
-killed before its periodic claim.
+killed before its periodic claim. A buyer that compares answers (the gateway's spot and
+redundant verification) pays only the ones it accepts: such a request comes with a hold, not
+a voucher, and its verdict later on ``VERDICT_ROUTE``; the miner does at most ``credit`` base
+units of such work at once per channel (``payments.books``).
 
 ``behaviour`` other than ``honest`` exists to show the network at work (``agora devnet``) and
 to test that validators catch cheats: ``random`` answers noise of the right shape; ``copycat``
@@ -45,6 +48,7 @@ from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
 from agora.payments.gate import PaymentGate, PaymentGateConfig
 from agora.payments.prices import Price
 from agora.payments.store import VoucherStore
+from agora.payments.vouchers import VERDICT_ROUTE
 from agora.process import run_until_signal
 from agora.protocol.data import FEDERATED_TASK
 from agora.protocol.params import BASE_UNITS_PER_AGR
@@ -84,6 +88,7 @@ class MinerConfig:
     price: str | None = None  # e.g. "0.001/request"; None: serve staked callers only
     data_dir: Path = Path(".agora/miner")  # the vouchers earned and not yet claimed
     claim_interval_s: float = 60.0
+    credit: int = 0  # base units of work on credit per channel (holds); 0 refuses holds
     metagraph_interval_s: float = 2.0
     data_file: Path | None = None  # a federated subnet's contributor: its private rows
     serve_model: bool = False  # a federated subnet's server: sells its current trained model
@@ -139,6 +144,8 @@ async def run_miner(config: MinerConfig, stop: asyncio.Event | None = None) -> N
         handler = _make_handler(config, task, backend, metagraph, peers, gate)
         server.add_route(task.ROUTE, handler, public=True)
         server.add_get("/info", _make_info(config, subnet.task_kind, backend, gate))
+        if gate is not None:
+            server.add_route(VERDICT_ROUTE, _make_verdict_handler(gate), public=True)
         url = await server.start(config.host, config.port)
         try:
             endpoint = config.advertise_url or url
@@ -194,6 +201,7 @@ async def open_gate(
         price=Price.parse(price),
         chain_id=chain["chain_id"],
         claim_interval_s=config.claim_interval_s,
+        credit=config.credit,
     )
     name = f"vouchers-{config.netuid}-{config.hotkey.address}.sqlite"
     gate = PaymentGate(gate_config, client, VoucherStore(config.data_dir / name))
@@ -276,6 +284,15 @@ async def _copy(
     answer: dict[str, Any] = task.make_random_response(body, rng)
     seen.append(answer)
     return answer
+
+
+def _make_verdict_handler(
+    gate: PaymentGate,
+) -> Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]:
+    async def handle(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+        return await gate.resolve(caller.hotkey, body)
+
+    return handle
 
 
 def _make_info(

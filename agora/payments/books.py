@@ -26,6 +26,15 @@ never underpaid, and a payer that issues ``v = max(its settled total + its amoun
 way, its highest voucher under way) + cost`` (``gateway.channels.compute_next_amount``) is
 never refused, whatever order its requests arrive and end in. A voucher sent twice leaves no
 credit the second time: a replay.
+
+Holds: credit until the payer's verdict. A request paid by a hold (``vouchers.Hold``: the
+amount, unsigned) is admitted by the same rule, so it counts as under way like any other
+until its payer's verdict: its work done, ``hold`` keeps it under way (``awaiting``) instead
+of settling it; ``accept`` settles it with the voucher the verdict brings, ``reject``
+forgets it, and one left without a verdict for ``HOLD_TIMEOUT_S`` is forgotten too
+(``expire_holds``): the seller lost that work. Nothing else changes, so the credit rule still
+holds whichever holds are accepted. What the seller risks is bounded: ``credit`` base units of
+holds at once per channel (0: holds are refused, ``CreditRefused``).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from agora.node.wire import to_hex
 from agora.payments.errors import (
     ChannelClosed,
     ChannelExpiring,
+    CreditRefused,
     InsufficientPayment,
     InvalidVoucher,
     NotChannelPayer,
@@ -45,22 +55,30 @@ from agora.payments.errors import (
     WrongPayee,
 )
 from agora.payments.prices import Price
+from agora.payments.vouchers import Hold
 from agora.protocol.address import Address, encode_address
 from agora.protocol.channels import Voucher, verify_voucher
 from agora.protocol.errors import InvalidVoucherSignature
 
 EXPIRY_MARGIN_BLOCKS = 10  # no request is admitted on a channel this close to its expiry
 MAX_PENDING_PER_CHANNEL = 256
+HOLD_TIMEOUT_S = 120.0  # a hold with its work done waits this long for its payer's verdict
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """One admitted request: its voucher is kept by ``settle``, forgotten by ``release``."""
+    """One admitted request: its voucher is kept by ``settle``, forgotten by ``release``; a
+    hold's (``voucher`` None) waits for its payer's verdict once its work is done."""
 
     id: int
     channel_id: bytes
-    voucher: Voucher
+    cumulative: int
     cost: int
+    voucher: Voucher | None  # None: a hold
+
+    @property
+    def held(self) -> bool:
+        return self.voucher is None
 
 
 @dataclass(slots=True)
@@ -77,6 +95,7 @@ class ChannelBook:
     consumed: int  # base units of work done (the chain's claimed when first seen)
     best: Voucher | None = None  # the highest voucher of a settled request
     pending: dict[int, Reservation] = field(default_factory=dict)
+    awaiting: dict[int, float] = field(default_factory=dict)  # holds done: id -> deadline
     read_at: float = 0.0  # monotonic time of the last read from the node
     claimed_at: float = 0.0  # monotonic time of the last claim (or first sight)
 
@@ -93,7 +112,7 @@ def is_admissible(book: ChannelBook, cumulative: int, cost: int) -> bool:
     """The credit rule of the module docstring, with a request of ``cost`` paid by a voucher
     at ``cumulative`` added to those under way. Requests whose vouchers are below the new one
     are unaffected by it, so only the new one and those at or above it are checked."""
-    pending = [(r.voucher.cumulative, r.cost) for r in book.pending.values()]
+    pending = [(r.cumulative, r.cost) for r in book.pending.values()]
     entries = sorted([*pending, (cumulative, cost)])
     floor = book.best_amount
     running = book.consumed
@@ -112,19 +131,23 @@ def compute_sufficient_amount(book: ChannelBook, cost: int) -> int:
     """A cumulative amount that is always admitted for a request of ``cost``: at or above
     every voucher under way, and covering the work done, the work under way and the request."""
     under_way = sum(r.cost for r in book.pending.values())
-    highest = max((r.voucher.cumulative for r in book.pending.values()), default=0)
+    highest = max((r.cumulative for r in book.pending.values()), default=0)
     return max(book.consumed + under_way + cost, highest + cost)
 
 
 class PaymentBooks:
-    """The books of one seller (a hotkey on a subnet, selling at ``price`` on ``chain_id``):
-    one ``ChannelBook`` per channel in ``channels``."""
+    """The books of one seller (a hotkey on a subnet, selling at ``price`` on ``chain_id``,
+    giving at most ``credit`` base units of holds at once per channel): one ``ChannelBook``
+    per channel in ``channels``."""
 
-    def __init__(self, *, payee: bytes, netuid: int, price: Price, chain_id: str) -> None:
+    def __init__(
+        self, *, payee: bytes, netuid: int, price: Price, chain_id: str, credit: int = 0
+    ) -> None:
         self.payee = payee
         self.netuid = netuid
         self.price = price
         self.chain_id = chain_id
+        self.credit = credit
         self.channels: dict[bytes, ChannelBook] = {}
         self._ids = itertools.count(1)
 
@@ -153,18 +176,26 @@ class PaymentBooks:
         except InvalidVoucherSignature as error:
             raise InvalidVoucher(error.message) from None
 
-    def admit(self, book: ChannelBook, voucher: Voucher, cost: int) -> Reservation:
-        """The checks on amounts and the bookkeeping, for a channel and voucher already
-        checked."""
+    def admit(self, book: ChannelBook, payment: Voucher | Hold, cost: int) -> Reservation:
+        """The checks on amounts and the bookkeeping, for a channel (and a voucher's
+        signature) already checked."""
         if len(book.pending) >= MAX_PENDING_PER_CHANNEL:
             raise TooManyPending(f"{MAX_PENDING_PER_CHANNEL} requests are under way already")
-        if not is_admissible(book, voucher.cumulative, cost):
+        if isinstance(payment, Hold):
+            held = sum(r.cost for r in book.pending.values() if r.held)
+            if held + cost > self.credit:
+                raise CreditRefused(
+                    f"this seller holds at most {self.credit} base units of work on credit per "
+                    f"channel ({held} held now; this request costs {cost}): pay with a voucher"
+                )
+        cumulative = payment.cumulative
+        if not is_admissible(book, cumulative, cost):
             served = max(book.consumed, book.claimed)
             required = compute_sufficient_amount(book, cost)
             detail = f"(served: {served}, required: {required})"
-            if voucher.cumulative <= served:
+            if cumulative <= served:
                 raise VoucherReplayed(
-                    f"this voucher is for {voucher.cumulative} base units; {served} were "
+                    f"this voucher is for {cumulative} base units; {served} were "
                     f"already served on the channel: send a newer voucher {detail}",
                     served,
                     required,
@@ -176,7 +207,11 @@ class PaymentBooks:
                 required,
             )
         reservation = Reservation(
-            id=next(self._ids), channel_id=voucher.channel_id, voucher=voucher, cost=cost
+            id=next(self._ids),
+            channel_id=payment.channel_id,
+            cumulative=cumulative,
+            cost=cost,
+            voucher=payment if isinstance(payment, Voucher) else None,
         )
         book.pending[reservation.id] = reservation
         return reservation
@@ -187,19 +222,70 @@ class PaymentBooks:
         if book is None or book.pending.pop(reservation.id, None) is None:
             return
         book.consumed += reservation.cost
-        if reservation.voucher.cumulative > book.best_amount:
-            book.best = reservation.voucher
+        self._keep_best(book, reservation.voucher)
 
     def release(self, reservation: Reservation) -> None:
-        """The work failed: the reservation is forgotten (nothing is earned)."""
+        """The work failed: the reservation is forgotten (nothing is earned). A hold whose
+        work is done waits for its verdict instead."""
         book = self.channels.get(reservation.channel_id)
-        if book is not None:
+        if book is not None and reservation.id not in book.awaiting:
             book.pending.pop(reservation.id, None)
 
+    def hold(self, reservation: Reservation, deadline: float) -> None:
+        """A hold's work succeeded: it stays under way until its verdict, or ``deadline``."""
+        book = self.channels.get(reservation.channel_id)
+        if book is not None and reservation.id in book.pending:
+            book.awaiting[reservation.id] = deadline
+
+    def accept(self, book: ChannelBook, voucher: Voucher) -> bool:
+        """The payer accepted the hold of ``voucher``'s amount (a voucher whose channel and
+        signature are checked): its cost is earned, and the voucher may be claimed. A voucher
+        matching no hold (one forgotten by a restart, or expired) is still kept if it is the
+        channel's best. Returns whether a hold matched."""
+        hold = self._find_awaiting(book, voucher.cumulative)
+        if hold is not None:
+            del book.pending[hold.id], book.awaiting[hold.id]
+            book.consumed += hold.cost
+        self._keep_best(book, voucher)
+        return hold is not None
+
+    def reject(self, book: ChannelBook, cumulative: int) -> bool:
+        """The payer rejected the hold of that amount: it is forgotten, unpaid."""
+        hold = self._find_awaiting(book, cumulative)
+        if hold is not None:
+            del book.pending[hold.id], book.awaiting[hold.id]
+        return hold is not None
+
+    def expire_holds(self, now: float) -> list[Reservation]:
+        """Forget every hold still without a verdict at its deadline; returns them."""
+        expired = []
+        for book in self.channels.values():
+            for hold_id, deadline in list(book.awaiting.items()):
+                if deadline <= now:
+                    del book.awaiting[hold_id]
+                    expired.append(book.pending.pop(hold_id))
+        return expired
+
+    def _find_awaiting(self, book: ChannelBook, cumulative: int) -> Reservation | None:
+        for hold_id in book.awaiting:
+            if book.pending[hold_id].cumulative == cumulative:
+                return book.pending[hold_id]
+        return None
+
+    def _keep_best(self, book: ChannelBook, voucher: Voucher | None) -> None:
+        if voucher is not None and voucher.cumulative > book.best_amount:
+            book.best = voucher
+
     def get_earned(self) -> dict[str, int]:
-        """Totals over the channels: served (settled work), claimable and claimed."""
+        """Totals over the channels: served (settled work), claimable, claimed, and held
+        (work done on credit, waiting for its verdict)."""
         return {
             "served": sum(book.consumed for book in self.channels.values()),
             "claimable": sum(book.best_amount for book in self.channels.values()),
             "claimed": sum(book.claimed for book in self.channels.values()),
+            "held": sum(
+                book.pending[hold_id].cost
+                for book in self.channels.values()
+                for hold_id in book.awaiting
+            ),
         }

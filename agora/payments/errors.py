@@ -137,6 +137,13 @@ class InvalidPrice(PaymentError):
     http_status = 400
 
 
+class CreditRefused(PaymentError):
+    """The request asks to be paid only if its answer is accepted (a hold, ``vouchers``) and
+    this seller gives no such credit, or no more on this channel: pay it with a voucher."""
+
+    code = 3535
+
+
 _SIMPLE = (
     PaymentRequired,
     MalformedPayment,
@@ -150,6 +157,7 @@ _SIMPLE = (
     ChainUnavailable,
     TooManyPending,
     InvalidPrice,
+    CreditRefused,
 )
 _REFUSED = (InsufficientPayment, VoucherReplayed)
 

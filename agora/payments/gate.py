@@ -15,6 +15,11 @@ best voucher is on disk, so the seller answers a paid request only when what it 
 survives a kill; ``recover`` (at start) reads the kept vouchers back into the books, so they
 are claimed at ``run``'s first poll and never served twice.
 
+Holds (``vouchers``, ``books``): with ``credit`` above 0, a request may be paid only if its
+answer is accepted. Its work done, ``settle`` leaves it waiting for the payer's verdict,
+which ``resolve`` applies (an accepted hold's voucher is on disk before it returns, as a
+settled one's is); ``run`` forgets the holds left without a verdict for ``HOLD_TIMEOUT_S``.
+
 Claims. ``run`` claims the best voucher of each channel every ``claim_interval_s``, and at
 every poll once the channel is within ``2 * EXPIRY_MARGIN_BLOCKS`` of its expiry (requests
 stop being admitted at ``EXPIRY_MARGIN_BLOCKS``), so the seller is paid before the payer may
@@ -38,12 +43,15 @@ from agora.node.errors import NotFound
 from agora.node.wire import to_hex
 from agora.payments.books import (
     EXPIRY_MARGIN_BLOCKS,
+    HOLD_TIMEOUT_S,
     ChannelBook,
     PaymentBooks,
     Reservation,
 )
 from agora.payments.errors import (
     ChainUnavailable,
+    CreditRefused,
+    NotChannelPayer,
     PaymentError,
     PaymentRequired,
     UnknownChannel,
@@ -52,7 +60,7 @@ from agora.payments.errors import (
 from agora.payments.head import HeadCache
 from agora.payments.prices import Price
 from agora.payments.store import VoucherStore
-from agora.payments.vouchers import parse_payment
+from agora.payments.vouchers import Hold, parse_payment, parse_verdict
 from agora.protocol.address import decode_address
 from agora.protocol.channels import ClaimChannel, Voucher
 from agora.wallet.keys import Keypair
@@ -62,7 +70,8 @@ log = logging.getLogger("agora.payments")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentGateConfig:
-    """One seller: ``hotkey`` on subnet ``netuid``, selling ``task_kind`` at ``price``."""
+    """One seller: ``hotkey`` on subnet ``netuid``, selling ``task_kind`` at ``price``, and
+    doing at most ``credit`` base units of work at once per channel on holds."""
 
     hotkey: Keypair
     netuid: int
@@ -74,6 +83,7 @@ class PaymentGateConfig:
     head_max_age_s: float = 1.0
     head_stale_s: float = 5.0
     channel_max_age_s: float = 10.0
+    credit: int = 0
 
 
 class PaymentGate:
@@ -90,6 +100,7 @@ class PaymentGate:
             netuid=config.netuid,
             price=config.price,
             chain_id=config.chain_id,
+            credit=config.credit,
         )
         self.head = HeadCache(
             client,
@@ -118,32 +129,35 @@ class PaymentGate:
                 f"this miner sells {self.config.task_kind} at {self.price.to_text()}: attach a "
                 "payment-channel voucher under 'payment' (or use `agora gateway`)"
             )
-        voucher = parse_payment(payment)
-        book = await self._get_book(voucher.channel_id)
+        paid = parse_payment(payment)
+        if isinstance(paid, Hold) and self.config.credit == 0:
+            raise CreditRefused("this seller gives no credit: pay with a voucher")
+        book = await self._get_book(paid.channel_id)
         head = await self._get_head()
         if self._may_have_changed(book, head):
-            book = await self._read_channel(voucher.channel_id)
-        self.books.validate_channel(book, voucher.channel_id, payer_hotkey, head)
-        self.books.validate_signature(book, voucher)
-        if voucher.cumulative > book.deposit:
-            book = await self._read_channel(voucher.channel_id)  # topped up since?
-            if voucher.cumulative > book.deposit:
+            book = await self._read_channel(paid.channel_id)
+        self.books.validate_channel(book, paid.channel_id, payer_hotkey, head)
+        if not isinstance(paid, Hold):
+            self.books.validate_signature(book, paid)
+        if paid.cumulative > book.deposit:
+            book = await self._read_channel(paid.channel_id)  # topped up since?
+            if paid.cumulative > book.deposit:
                 raise VoucherExceedsDeposit(
-                    f"the voucher is for {voucher.cumulative} base units; the deposit is "
+                    f"the voucher is for {paid.cumulative} base units; the deposit is "
                     f"{book.deposit}"
                 )
         cost = self.price.compute_cost(self.config.task_kind, request)
-        return self.admit(book, voucher, cost)
+        return self.admit(book, paid, cost)
 
     def _may_have_changed(self, book: ChannelBook, head: int) -> bool:
         """The cache says the channel is expiring: the payer may have extended it since."""
         stale = asyncio.get_running_loop().time() - book.read_at > self.config.head_max_age_s
         return stale and not book.closed and head + EXPIRY_MARGIN_BLOCKS >= book.expiry
 
-    def admit(self, book: ChannelBook, voucher: Voucher, cost: int) -> Reservation:
+    def admit(self, book: ChannelBook, payment: Voucher | Hold, cost: int) -> Reservation:
         """``PaymentBooks.admit``, and the reservation released if the request's task ends
         before ``settle``."""
-        reservation = self.books.admit(book, voucher, cost)
+        reservation = self.books.admit(book, payment, cost)
         self._release_when_request_ends(reservation)
         return reservation
 
@@ -160,9 +174,46 @@ class PaymentGate:
 
     async def settle(self, reservation: Reservation) -> None:
         """The work succeeded: its cost is earned and its voucher may be claimed; with a
-        store, the channel's best voucher is on disk when this returns."""
+        store, the channel's best voucher is on disk when this returns. A hold waits for its
+        verdict instead (``resolve``)."""
+        if reservation.held:
+            deadline = asyncio.get_running_loop().time() + HOLD_TIMEOUT_S
+            self.books.hold(reservation, deadline)
+            return
         self.books.settle(reservation)
-        book = self.channels.get(reservation.channel_id)
+        await self._save_best(reservation.channel_id)
+
+    async def resolve(self, payer_hotkey: bytes, verdict: Any) -> dict[str, int]:
+        """Apply a payer's verdict on its holds (``vouchers.make_verdict``): every entry is
+        checked before any is applied, so a bad verdict changes nothing. The accepted holds'
+        vouchers are on disk when this returns. Returns how many holds each list matched."""
+        accepted, rejected = parse_verdict(verdict)
+        books = {}
+        entries: list[Voucher | Hold] = [*accepted, *rejected]
+        for paid in entries:
+            book = await self._get_book(paid.channel_id)
+            if book.payer != payer_hotkey or book.payee != self.books.payee:
+                raise NotChannelPayer(
+                    f"channel {to_hex(paid.channel_id)} is not the caller's channel to this seller"
+                )
+            books[paid.channel_id] = book
+        for voucher in accepted:
+            self.books.validate_signature(books[voucher.channel_id], voucher)
+            if voucher.cumulative > books[voucher.channel_id].deposit:
+                raise VoucherExceedsDeposit(
+                    f"the voucher is for {voucher.cumulative} base units; the deposit is "
+                    f"{books[voucher.channel_id].deposit}"
+                )
+        matched = {
+            "accepted": sum(self.books.accept(books[v.channel_id], v) for v in accepted),
+            "rejected": sum(self.books.reject(books[h.channel_id], h.cumulative) for h in rejected),
+        }
+        for channel_id in {voucher.channel_id for voucher in accepted}:
+            await self._save_best(channel_id)
+        return matched
+
+    async def _save_best(self, channel_id: bytes) -> None:
+        book = self.channels.get(channel_id)
         if self.store is not None and book is not None and book.best is not None:
             await asyncio.to_thread(self.store.save, book.best)
 
@@ -256,6 +307,7 @@ class PaymentGate:
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: keep the head and channels fresh, and claim what is due."""
         while not stop.is_set():
+            self._expire_holds()
             try:
                 await self.claim_due()
             except AgoraError as error:
@@ -264,6 +316,16 @@ class PaymentGate:
                 await asyncio.wait_for(stop.wait(), self.config.poll_interval_s)
             except TimeoutError:
                 pass
+
+    def _expire_holds(self) -> None:
+        for hold in self.books.expire_holds(asyncio.get_running_loop().time()):
+            log.warning(
+                "payments: no verdict on a hold of %d base units on channel %s in %.0f s; "
+                "its work is unpaid",
+                hold.cost,
+                to_hex(hold.channel_id),
+                HOLD_TIMEOUT_S,
+            )
 
     async def claim_due(self) -> list[bytes]:
         """Claim each channel whose last claim is ``claim_interval_s`` old, or that nears its

@@ -233,7 +233,12 @@ def test_bad_calls_are_refused_and_nothing_moves(chain: Chain) -> None:
                 assert (status, answer["error"]["code"]) == (402, VoucherReplayed.code)
                 assert answer["error"]["details"] == {"served": PRICE, "required": 2 * PRICE}
             assert CALLS == ["paid"]
-            assert server.get_earned() == {"served": PRICE, "claimable": PRICE, "claimed": 0}
+            assert server.get_earned() == {
+                "served": PRICE,
+                "claimable": PRICE,
+                "claimed": 0,
+                "held": 0,
+            }
             claimed = await node.get_channel(channel)
             assert claimed["claimed"] == 0
 

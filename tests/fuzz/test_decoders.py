@@ -24,7 +24,7 @@ from agora.neuron.auth import AddressCache, parse_nonce, parse_signature
 from agora.node.devchain import DEV_CHAIN_ID, create_dev_genesis
 from agora.node.store import decode_transactions
 from agora.node.wire import transaction_from_json
-from agora.payments.vouchers import parse_payment
+from agora.payments.vouchers import parse_payment, parse_verdict
 from agora.protocol.address import decode_address
 from agora.protocol.blocks import decode_header
 from agora.protocol.genesis import create_genesis_state
@@ -150,6 +150,33 @@ def test_json_rpc_logs(log: dict[str, Any]) -> None:
 )
 def test_vouchers(payment: Any) -> None:
     assert_coded(parse_payment, payment)
+
+
+holds = st.fixed_dictionaries(
+    {},
+    optional={
+        "channel_id": st.one_of(json_values, st.just("0x" + "ab" * 32)),
+        "cumulative": json_values,
+    },
+)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries({"hold": st.one_of(json_values, holds)}),
+        st.fixed_dictionaries(
+            {
+                "accept": st.one_of(json_values, st.lists(json_values, max_size=3)),
+                "reject": st.one_of(json_values, st.lists(holds, max_size=3)),
+            }
+        ),
+    )
+)
+def test_holds_and_verdicts(value: Any) -> None:
+    assert_coded(parse_payment, value)
+    assert_coded(parse_verdict, value)
 
 
 @FUZZ

@@ -13,7 +13,10 @@ after it succeeded, ``release`` (or the end of the request's task) when it faile
 - ``claim_all`` claims exactly what was settled; ``run`` claims before the channel expires;
 - random concurrent traffic: an honest payer (the gateway's voucher rule) is never refused
   in any arrival order and pays exactly its successes; whatever a payer sends, the best
-  voucher always covers the work done.
+  voucher always covers the work done;
+- holds: work on credit up to the seller's limit, paid only when its payer accepts it (the
+  voucher of the verdict is claimed), forgotten when rejected or left without a verdict; a
+  bad verdict changes nothing; on random traffic with verdicts, the same two properties.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from agora.gateway.store import ChannelRecord, GatewayStore
 from agora.node.devchain import DEV_CHAIN_ID, compute_dev_seed
 from agora.payments.books import (
     EXPIRY_MARGIN_BLOCKS,
+    HOLD_TIMEOUT_S,
     ChannelBook,
     PaymentBooks,
     compute_sufficient_amount,
@@ -48,6 +52,7 @@ from agora.payments.books import (
 from agora.payments.errors import (
     ChannelClosed,
     ChannelExpiring,
+    CreditRefused,
     InsufficientPayment,
     InvalidPrice,
     InvalidVoucher,
@@ -62,7 +67,7 @@ from agora.payments.errors import (
 from agora.payments.gate import PaymentGate, PaymentGateConfig
 from agora.payments.prices import Price, parse_endpoint
 from agora.payments.store import VoucherStore
-from agora.payments.vouchers import make_payment
+from agora.payments.vouchers import Hold, make_payment, make_verdict
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.channels import (
@@ -215,6 +220,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 "attacker": await open_channel(client, ATTACKER, MINER, netuid, AGR, 1_000),
                 "small": await open_channel(client, PAYER, MINER, netuid, 2_500_000, 1_000),
                 "short": await open_channel(client, PAYER, MINER, netuid, AGR, 50),
+                "holds": await open_channel(client, PAYER, MINER, netuid, AGR, 1_000),
+                "verdict-after-restart": await open_channel(
+                    client, PAYER, MINER, netuid, AGR, 1_000
+                ),
             }
             return Setup(node, netuid, channels)
 
@@ -307,6 +316,131 @@ def test_a_failed_request_costs_nothing(setup: Setup) -> None:
     book = run(work, setup.node.url)
     assert (book.consumed, book.claimed, book.pending) == (2 * PRICE.amount, 2 * PRICE.amount, {})
     assert setup.claimed("second") == 2 * PRICE.amount
+
+
+def hold(channel_id: bytes, cumulative: int) -> dict[str, Any]:
+    return make_payment(Hold(channel_id=channel_id, cumulative=cumulative))
+
+
+def test_holds_are_paid_only_when_their_payer_accepts_them(setup: Setup, tmp_path: Path) -> None:
+    """Three requests on credit (the seller's limit), a fourth refused; a bad verdict of every
+    kind changes nothing; the verdict pays the one accepted with its voucher, kept on disk, and
+    frees the rejected one's amount for the next voucher. Only that work is claimed."""
+    channel, price = setup.channels["holds"], PRICE.amount
+
+    async def work(client: NodeClient) -> tuple[ChannelBook, list[Voucher]]:
+        store = VoucherStore(tmp_path / "vouchers.sqlite")
+        gate = setup.gate(client, store, credit=3 * price)
+        first, second, third = [
+            await gate.reserve(PAYER.public_key, hold(channel, n * price), REQUEST)
+            for n in (1, 2, 3)
+        ]
+        with pytest.raises(CreditRefused) as refused:
+            await gate.reserve(PAYER.public_key, hold(channel, 4 * price), REQUEST)
+        assert (refused.value.code, refused.value.http_status) == (3535, 402)
+        await gate.settle(first)
+        await gate.settle(second)
+        gate.release(first)  # the end of the request's task: a hold done waits for its verdict
+        gate.release(third)  # its work failed
+        book = gate.channels[channel]
+        assert set(book.pending) == {first.id, second.id} == set(book.awaiting)
+        earned = {"served": 0, "claimable": 0, "claimed": 0, "held": 2 * price}
+        assert gate.get_earned() == earned
+
+        accept = voucher(channel, 2 * price)
+        rejected = Hold(channel_id=channel, cumulative=price)
+        bad_verdicts: list[tuple[Keypair, Any, type[AgoraError]]] = [
+            (ATTACKER, make_verdict([accept], [rejected]), NotChannelPayer),
+            (PAYER, make_verdict([voucher(channel, 2 * price, ATTACKER)], []), InvalidVoucher),
+            (PAYER, make_verdict([voucher(channel, AGR + 1)], []), VoucherExceedsDeposit),
+            (
+                PAYER,
+                make_verdict([voucher(setup.channels["other-miner"], price)], []),
+                NotChannelPayer,
+            ),
+            (PAYER, {"accept": [], "reject": [], "more": []}, MalformedPayment),
+            (PAYER, {"accept": [{"channel_id": "0x00"}], "reject": []}, MalformedPayment),
+            (PAYER, {"accept": [], "reject": [{"cumulative": -1}]}, MalformedPayment),
+        ]
+        for caller, verdict, error in bad_verdicts:
+            with pytest.raises(error):
+                await gate.resolve(caller.public_key, verdict)
+            assert gate.get_earned() == earned and store.load() == []
+
+        verdict = make_verdict([accept], [rejected])
+        assert await gate.resolve(PAYER.public_key, verdict) == {"accepted": 1, "rejected": 1}
+        assert await gate.resolve(PAYER.public_key, verdict) == {"accepted": 0, "rejected": 0}
+        assert gate.get_earned() == {
+            "served": price,
+            "claimable": 2 * price,
+            "claimed": 0,
+            "held": 0,
+        }
+        assert store.load() == [accept]  # on disk before the verdict is answered
+        # The rejected request's amount pays the payer's next request.
+        await gate.settle(
+            await gate.reserve(PAYER.public_key, payment(channel, 2 * price), REQUEST)
+        )
+
+        # A hold never given a verdict is forgotten at its deadline: the seller lost it.
+        forgotten = await gate.reserve(PAYER.public_key, hold(channel, 3 * price), REQUEST)
+        await gate.settle(forgotten)
+        now = asyncio.get_running_loop().time()
+        assert gate.books.expire_holds(now) == []
+        assert gate.books.expire_holds(now + HOLD_TIMEOUT_S + 1) == [forgotten]
+        await gate.settle(
+            await gate.reserve(PAYER.public_key, payment(channel, 3 * price), REQUEST)
+        )
+        assert await gate.claim_all() == [channel]
+        kept = store.load()
+        store.close()
+        return gate.channels[channel], kept
+
+    book, kept = run(work, setup.node.url)
+    assert (book.consumed, book.claimed, book.pending, book.awaiting) == (
+        3 * price,
+        3 * price,
+        {},
+        {},
+    )
+    assert [v.cumulative for v in kept] == [3 * price]
+    assert setup.claimed("holds") == 3 * price  # three requests accepted or paid, of five
+
+
+def test_a_verdict_reaching_a_restarted_seller_still_pays(setup: Setup, tmp_path: Path) -> None:
+    """A kill loses the holds (work on credit is not on disk); the verdict's voucher that
+    comes after the restart matches none, and is still kept, on disk, and claimed."""
+    channel, price = setup.channels["verdict-after-restart"], PRICE.amount
+
+    async def work(client: NodeClient) -> None:
+        killed = setup.gate(client, VoucherStore(tmp_path / "vouchers.sqlite"), credit=price)
+        await killed.settle(await killed.reserve(PAYER.public_key, hold(channel, price), REQUEST))
+        assert killed.store is not None and killed.store.load() == []
+        killed.store.close()
+        store = VoucherStore(tmp_path / "vouchers.sqlite")
+        restarted = setup.gate(client, store, credit=price)
+        assert await restarted.recover() == 0
+        verdict = make_verdict([voucher(channel, price)], [])
+        assert await restarted.resolve(PAYER.public_key, verdict) == {"accepted": 0, "rejected": 0}
+        assert store.load() == [voucher(channel, price)]
+        assert await restarted.claim_all() == [channel]
+        store.close()
+
+    run(work, setup.node.url)
+    assert setup.claimed("verdict-after-restart") == PRICE.amount
+
+
+def test_a_seller_without_credit_refuses_holds(setup: Setup) -> None:
+    """Before anything is read from the chain (the channel here does not even exist)."""
+
+    async def work(client: NodeClient) -> None:
+        gate = setup.gate(client)
+        for channel in (setup.channels["holds"], b"\x01" * 32):
+            with pytest.raises(CreditRefused):
+                await gate.reserve(PAYER.public_key, hold(channel, PRICE.amount), REQUEST)
+        assert gate.channels == {}
+
+    run(work, setup.node.url)
 
 
 def test_the_deposit_and_expiry_are_read_again_when_they_matter(setup: Setup) -> None:
@@ -549,6 +683,85 @@ def test_out_of_order_arrivals_are_admitted() -> None:
     assert (book.consumed, book.best_amount) == (price, price)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(1, 60))
+def test_with_holds_an_honest_payer_is_never_refused_and_pays_what_it_accepts(
+    rng: random.Random, steps: int
+) -> None:
+    """The gateway's channel manager (holds, verdicts, failures, in any arrival order) against
+    the gate's books: no refusal; the work the payer accepted is exactly what the seller
+    counts as served, and the best voucher covers it."""
+    books = offline_books()
+    books.credit = 10**9
+    book = books.channels[CHANNEL] = make_book()
+    record = ChannelRecord(
+        channel_id=CHANNEL,
+        payer="p",
+        payee="q",
+        netuid=1,
+        deposit=10**12,
+        expiry=10**9,
+        committed=0,
+        closed=False,
+        refund=0,
+    )
+    payer = PaidChannel(record=record, payee=MINER.public_key)
+    in_transit: list[tuple[int, int, int, bool]] = []  # ticket, amount, cost, held
+    arrived: list[tuple[int, Any]] = []
+    awaiting: list[tuple[int, Any]] = []  # holds done, waiting for their verdict
+    for ticket in range(steps * 4):
+        move = rng.randrange(4)
+        if move == 0 or not (in_transit or arrived or awaiting):
+            cost, held = rng.randint(1, 4), rng.random() < 0.5
+            amount = compute_next_amount(payer) + cost
+            payer.in_flight[ticket] = (amount, cost)
+            in_transit.append((ticket, amount, cost, held))
+        elif move == 1 and in_transit:
+            number, amount, cost, held = in_transit.pop(rng.randrange(len(in_transit)))
+            paid = Hold(channel_id=CHANNEL, cumulative=amount) if held else fake_voucher(amount)
+            arrived.append((number, books.admit(book, paid, cost)))  # never raises
+        elif move == 2 and arrived:
+            number, reservation = arrived.pop(rng.randrange(len(arrived)))
+            if rng.random() < 0.3:
+                books.release(reservation)
+                del payer.in_flight[number]
+            elif reservation.held:
+                books.hold(reservation, 0.0)
+                awaiting.append((number, reservation))
+            else:
+                books.settle(reservation)
+                payer.record = _committed(payer.record, payer.in_flight.pop(number)[1])
+        elif awaiting:
+            number, reservation = awaiting.pop(rng.randrange(len(awaiting)))
+            amount, cost = payer.in_flight.pop(number)
+            if rng.random() < 0.5:
+                assert books.accept(book, fake_voucher(amount))
+                payer.record = _committed(payer.record, cost)
+            else:
+                assert books.reject(book, amount)
+        assert book.best_amount >= book.consumed
+    assert book.consumed + sum(r.cost for _, r in awaiting) <= payer.record.committed + sum(
+        cost for _, cost in payer.in_flight.values()
+    )
+    for number, _ in awaiting:
+        amount, cost = payer.in_flight.pop(number)
+        books.accept(book, fake_voucher(amount))
+        payer.record = _committed(payer.record, cost)
+    for number, amount, cost, _ in in_transit:
+        books.settle(books.admit(book, fake_voucher(amount), cost))
+        payer.record = _committed(payer.record, payer.in_flight.pop(number)[1])
+    for number, reservation in arrived:
+        if reservation.held:
+            books.hold(reservation, 0.0)
+            books.accept(book, fake_voucher(reservation.cumulative))
+        else:
+            books.settle(reservation)
+        payer.record = _committed(payer.record, payer.in_flight.pop(number)[1])
+    assert book.consumed == payer.record.committed
+    assert book.best_amount >= book.consumed
+    assert book.pending == {} and book.awaiting == {}
+
+
 # --- the gateway's channels against the gate ---------------------------------------------------
 
 
@@ -613,6 +826,57 @@ def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
     retired, fresh = records[-2:]
     assert claimed_first == 3 * PRICE.amount  # what the miner really served there
     assert fresh.channel_id != retired.channel_id and fresh.committed == PRICE.amount
+
+
+def test_the_gateways_holds_pay_the_gate_only_what_it_accepts(setup: Setup, tmp_path: Path) -> None:
+    """``gateway.channels`` issues holds the gate admits on credit; the verdict's voucher pays
+    the accepted one, the rejected one's amount goes to the next call. A rejected hold whose
+    verdict was not delivered stays under way for the gateway until the gate has forgotten it
+    too, so the next voucher covers it and is admitted meanwhile."""
+    price = PRICE.amount
+
+    async def work(client: NodeClient) -> tuple[ChannelRecord, int]:
+        store = GatewayStore(tmp_path / "gateway.db")
+        manager = ChannelManager(
+            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
+        )
+        await manager.start()
+        gate = setup.gate(client, credit=10 * price)
+
+        async def call(held: bool) -> Any:
+            ticket = await manager.issue(MINER.public_key, setup.netuid, price, held=held)
+            paid = make_payment(ticket.payment)
+            await gate.settle(await gate.reserve(PAYER.public_key, paid, REQUEST))
+            assert manager.settle(ticket, succeeded=True) is None or not held
+            return ticket
+
+        accepted, rejected = await call(held=True), await call(held=True)
+        assert (accepted.voucher, rejected.voucher) == (None, None)
+        assert (accepted.amount, rejected.amount) == (price, 2 * price)
+        verdict = make_verdict([manager.sign_accepted(accepted)], [rejected.payment])
+        assert await gate.resolve(PAYER.public_key, verdict) == {"accepted": 1, "rejected": 1}
+        record = manager.conclude(accepted, accepted=True, delivered=True)
+        assert record is not None and record.committed == price
+        assert manager.conclude(rejected, accepted=False, delivered=True) is None
+        paid = await call(held=False)
+        assert paid.amount == 2 * price  # the rejected call's amount, issued again
+
+        # A verdict lost on the way: the gateway counts the hold under way until the gate's
+        # deadline, so its next voucher is admitted whichever way the gate decides.
+        lost = await call(held=True)
+        manager.conclude(lost, accepted=False, delivered=False)
+        after = await call(held=False)
+        assert after.amount == 4 * price
+        gate.books.expire_holds(asyncio.get_running_loop().time() + HOLD_TIMEOUT_S + 1)
+        await gate.claim_all()
+        [channel] = manager.channels
+        info = await client.get_channel(channel.channel_id)
+        store.close()
+        return channel, info["claimed"]
+
+    channel, claimed = run(work, setup.node.url)
+    assert channel.committed == 3 * PRICE.amount  # the accepted hold and two paid calls
+    assert claimed == 4 * PRICE.amount  # the last voucher, covering the lost hold's amount
 
 
 class KilledAfterSubmitting(NodeClient):
