@@ -113,9 +113,12 @@ CALL: dict[str, Any] = {
         "uid": {"type": "integer"},
         "miner": {"type": "string", "description": "The miner's hotkey (agr1...)"},
         "role": {"enum": ["primary", "spot", "tiebreak", "redundant"]},
-        "cost": {"type": "integer", "description": "Base units paid (0 unless ok)"},
+        "cost": {
+            "type": "integer",
+            "description": "Base units paid (0 unless ok; a rejected answer is not paid)",
+        },
         "latency_ms": {"type": "integer"},
-        "status": {"enum": ["ok", "failed"]},
+        "status": {"enum": ["ok", "failed", "rejected"]},
         "error": {"type": "string"},
         "model_hash": {
             "type": "string",

@@ -7,9 +7,20 @@ The steps, the same for every task:
 3. get the answer at the requested verification level (``verification``): each miner call
    picks a miner (``routing``), pays it with a fresh voucher (``channels``) and fails over to
    another miner when one fails or times out; a failed call is never paid for;
-4. write the receipt (every call: miner, role, cost, latency, and the hash of the trained
+4. send each miner asked for a verified answer its verdict (below);
+5. write the receipt (every call: miner, role, cost, latency, and the hash of the trained
    model it serves on chain, for a federated subnet's model) with the channels' new
    committed amounts, in one transaction (``store``).
+
+Verified calls pay only the answers accepted. Under spot and redundant verification each
+call carries a hold instead of a voucher (``payments.vouchers``): the miner works on credit
+until the answers are compared. Then each miner gets its verdict: a signed voucher for each
+of its holds accepted, the hold itself for each rejected. A call is rejected, and costs
+nothing, when its answer is outvoted (a primary whose spot check two miners contradict, a
+checker the tie-break contradicts, a redundant answer outside the majority, every answer when
+no majority agrees) or malformed, or when the call failed; any other answered call is paid,
+even when the request fails for another reason. A miner that gives no credit refuses holds
+(``CreditRefused``), and is paid up front instead.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agora.amounts import format_agr
@@ -41,8 +52,14 @@ from agora.gateway.store import ChannelRecord, GatewayStore, Receipt
 from agora.gateway.verification import CHECKS, Sample, find_majority
 from agora.neuron.client import NeuronClient
 from agora.neuron.errors import RemoteError
-from agora.payments.errors import ChannelExpiring, VoucherRefused, decode_payment_error
-from agora.payments.vouchers import make_payment
+from agora.payments.errors import (
+    ChannelExpiring,
+    CreditRefused,
+    MalformedPayment,
+    VoucherRefused,
+    decode_payment_error,
+)
+from agora.payments.vouchers import VERDICT_ROUTE, Hold, make_payment, make_verdict
 from agora.tasks.base import (
     TASK_CODES,
     InvalidRequestError,
@@ -59,6 +76,8 @@ from agora.tasks.generation import (
 )
 
 log = logging.getLogger("agora.gateway")
+
+VERDICT_TIMEOUT_S = 5.0
 
 # Task error codes -> the OpenAI request field they are about.
 TASK_ERROR_PARAMS = {
@@ -93,7 +112,7 @@ class Call:
     role: str  # primary, spot, tiebreak, redundant
     cost: int  # base units paid: 0 unless ok
     latency_ms: int
-    status: str  # ok, failed
+    status: str  # ok, failed, rejected (answered, outvoted or malformed: not paid)
     error: str = ""
     model_hash: str = ""  # hex: the trained model the miner serves on chain, if any
 
@@ -113,11 +132,36 @@ class Call:
 
 
 @dataclass(slots=True)
+class HeldCall:
+    """A verified call paid by a hold: accepted unless its answer is outvoted or malformed,
+    or the call failed (``call`` None: no answer)."""
+
+    offer: Offer
+    ticket: Ticket
+    call: int | None  # its index in ``Trace.calls``, once answered
+    accepted: bool = True
+    reason: str = ""  # why it was rejected, for the receipt
+
+
+@dataclass(slots=True)
+class Answer:
+    offer: Offer
+    body: dict[str, Any]
+    hold: HeldCall | None = None
+
+    def reject(self, reason: str) -> None:
+        if self.hold is not None:
+            self.hold.accepted = False
+            self.hold.reason = reason
+
+
+@dataclass(slots=True)
 class Trace:
-    """What a request did so far: its calls, and the channels they changed."""
+    """What a request did so far: its calls, the channels they changed, and its holds."""
 
     calls: list[Call] = field(default_factory=list)
     channels: dict[bytes, ChannelRecord] = field(default_factory=dict)
+    holds: list[HeldCall] = field(default_factory=list)
 
     @property
     def cost(self) -> int:
@@ -215,12 +259,16 @@ class Gateway:
         self.validate_job(market, job)
         self.meter.check(self.estimate_cost(market, job))
         trace = Trace()
+        error: AgoraError | None = None
         try:
             answer = await self._serve_level(market, job, trace)
-        except AgoraError as error:
-            self._record(job, market, trace, started, error)
-            raise
-        self._record(job, market, trace, started, None)
+        except AgoraError as failure:
+            error = failure
+        finally:
+            await self._conclude_holds(trace)
+        self._record(job, market, trace, started, error)
+        if error is not None:
+            raise error
         return Outcome(
             request_id=job.request_id,
             model=job.model,
@@ -263,8 +311,8 @@ class Gateway:
             return await self._serve_spot(market, job, trace)
         if job.verification == "redundant":
             return await self._serve_redundant(market, job, trace)
-        _, answer = await self._answer(market, job.request, "primary", set(), trace, job.prefer)
-        return answer
+        answer = await self._answer(market, job.request, "primary", set(), trace, job.prefer)
+        return answer.body
 
     # --- verification levels -----------------------------------------------------------------
 
@@ -273,43 +321,45 @@ class Gateway:
         check = CHECKS[market.task]
         losers: set[bytes] = set()
         for _ in range(self.config.attempts):
-            primary, answer = await self._answer(
-                market, job.request, "primary", set(losers), trace, job.prefer
+            primary = await self._answer(
+                market, job.request, "primary", set(losers), trace, job.prefer, held=True
             )
             sample = check.sample(job.request, self.rng)
-            if await self._check_sample(market, primary, answer, sample, trace):
-                return answer
-            losers.add(primary.hotkey)
-            self.router.penalize(primary)
+            if await self._check_sample(market, primary, sample, trace):
+                return primary.body
+            primary.reject("outvoted: the spot check and its tie-break disagree with it")
+            losers.add(primary.offer.hotkey)
+            self.router.penalize(primary.offer)
         raise VerificationFailed(
             f"the answers of {self.config.attempts} miners failed their spot checks"
         )
 
     async def _check_sample(
-        self, market: Market, primary: Offer, answer: dict[str, Any], sample: Sample, trace: Trace
+        self, market: Market, primary: Answer, sample: Sample, trace: Trace
     ) -> bool:
         """Whether the primary's answer agrees with a checker's sample; a third miner breaks
-        a disagreement (and the loser is rested)."""
+        a disagreement (and the loser is rested, its call rejected)."""
         check = CHECKS[market.task]
-        exclude = {primary.hotkey}
-        projected = sample.project(answer)
+        exclude = {primary.offer.hotkey}
+        projected = sample.project(primary.body)
         try:
-            checker, checked = await self._answer(market, sample.request, "spot", exclude, trace)
+            checker = await self._answer(market, sample.request, "spot", exclude, trace, held=True)
         except NoMinerAvailable:
             raise NoMinerAvailable(
                 "spot verification needs a second miner and only one sells this model right "
                 "now; ask for verification 'none'"
             ) from None
-        if check.agrees_with_sample(projected, sample.read(checked)):
+        if check.agrees_with_sample(projected, sample.read(checker.body)):
             return True
         try:
-            _, tie = await self._answer(market, sample.request, "tiebreak", exclude, trace)
+            tie = await self._answer(market, sample.request, "tiebreak", exclude, trace, held=True)
         except NoMinerAvailable:
             raise VerificationFailed(
                 "two miners disagree on a spot check and no third miner can break the tie"
             ) from None
-        if check.agrees_with_sample(projected, sample.read(tie)):
-            self.router.penalize(checker)
+        if check.agrees_with_sample(projected, sample.read(tie.body)):
+            checker.reject("outvoted: the tie-break agrees with the answer it checked")
+            self.router.penalize(checker.offer)
             return True
         return False
 
@@ -323,7 +373,13 @@ class Gateway:
         results = await asyncio.gather(
             *(
                 self._answer(
-                    market, job.request, "redundant", exclude, trace, job.prefer if i == 0 else ()
+                    market,
+                    job.request,
+                    "redundant",
+                    exclude,
+                    trace,
+                    job.prefer if i == 0 else (),
+                    held=True,
                 )
                 for i in range(count)
             ),
@@ -340,13 +396,16 @@ class Gateway:
             if own:
                 raise own[0]
             raise MinersFailed(f"{len(answered)} of {count} miners answered; two are needed")
-        majority = find_majority([answer for _, answer in answered], check.agrees)
+        majority = find_majority([answer.body for answer in answered], check.agrees)
         if majority is None:
+            for answer in answered:
+                answer.reject("no majority of the answers agrees")
             raise VerificationFailed(f"no majority among {len(answered)} miners' answers")
-        for index, (offer, _) in enumerate(answered):
+        for index, answer in enumerate(answered):
             if index not in majority:
-                self.router.penalize(offer)
-        return answered[majority[0]][1]
+                answer.reject("outvoted: the majority's answer differs")
+                self.router.penalize(answer.offer)
+        return answered[majority[0]].body
 
     # --- one answer, one call ----------------------------------------------------------------
 
@@ -358,9 +417,11 @@ class Gateway:
         exclude: set[bytes],
         trace: Trace,
         prefer: tuple[int, ...] = (),
-    ) -> tuple[Offer, dict[str, Any]]:
+        *,
+        held: bool = False,
+    ) -> Answer:
         """One miner's answer, failing over to another miner up to ``attempts`` times; every
-        miner tried is added to ``exclude``."""
+        miner tried is added to ``exclude``. ``held``: paid by a hold (a verified call)."""
         failures: list[str] = []
         for _ in range(self.config.attempts):
             offer = self.router.choose(market.offers, exclude=exclude, prefer=prefer)
@@ -368,7 +429,7 @@ class Gateway:
                 break
             exclude.add(offer.hotkey)
             try:
-                return offer, await self._call(market, offer, request, role, trace)
+                return await self._call(market, offer, request, role, trace, held)
             except CallFailed as error:
                 failures.append(f"uid {offer.uid}: {error.message}")
         if not failures:
@@ -376,26 +437,35 @@ class Gateway:
         raise MinersFailed(f"{len(failures)} miner(s) failed: " + "; ".join(failures))
 
     async def _call(
-        self, market: Market, offer: Offer, request: dict[str, Any], role: str, trace: Trace
-    ) -> dict[str, Any]:
+        self,
+        market: Market,
+        offer: Offer,
+        request: dict[str, Any],
+        role: str,
+        trace: Trace,
+        held: bool,
+    ) -> Answer:
         """Pay ``offer`` for ``request`` and return its answer, or raise ``CallFailed``.
-        A refusal over the voucher itself (the miner served more than we counted, or the
-        channel nears expiry) is fixed and retried once on the same miner."""
+        A refusal over the payment itself (the miner served more than we counted, the
+        channel nears expiry, or the miner gives no credit for a hold) is fixed and retried
+        once on the same miner."""
         cost = offer.price.compute_cost(market.task, request)
         for attempt in range(2):
             self.meter.reserve(cost)
             try:
-                ticket = await self.channels.issue(offer.hotkey, market.netuid, cost)
+                ticket = await self.channels.issue(offer.hotkey, market.netuid, cost, held=held)
             except BaseException:
                 self.meter.release(cost, paid=False)
                 raise
             try:
-                answer = await self._send(market, offer, request, ticket, trace, role)
+                return await self._send(market, offer, request, ticket, trace, role)
             except RemoteError as error:
+                if attempt == 0 and ticket.held and _refuses_holds(error):
+                    held = False  # this miner is paid up front
+                    continue
                 if attempt == 0 and await self._fix_payment(ticket, error):
                     continue
                 raise self._refused(offer, role, trace, error) from None
-            return answer
         raise AssertionError("unreachable")
 
     async def _send(
@@ -406,9 +476,10 @@ class Gateway:
         ticket: Ticket,
         trace: Trace,
         role: str,
-    ) -> dict[str, Any]:
-        """One signed, paid call. Settles the ticket and the meter either way."""
-        body = {**request, "payment": make_payment(ticket.voucher)}
+    ) -> Answer:
+        """One signed, paid call. Settles the ticket and the meter either way (a hold's once
+        its verdict is out, ``_conclude_holds``)."""
+        body = {**request, "payment": make_payment(ticket.payment)}
         self.router.begin(offer)
         started = time.perf_counter()
         try:
@@ -420,21 +491,28 @@ class Gateway:
                 timeout_s=self._timeout(market, request),
             )
         except AgoraError as error:
-            self.channels.settle(ticket, succeeded=False)
-            self.meter.release(ticket.cost, paid=False)
             refused = isinstance(error, RemoteError)
+            if ticket.held and not refused:  # the miner may hold it: it is told it failed
+                trace.holds.append(HeldCall(offer, ticket, None, accepted=False))
+            else:
+                self.channels.settle(ticket, succeeded=False)
+            self.meter.release(ticket.cost, paid=False)
             self.router.fail(offer, blame=not refused)  # a refusal is judged by the caller
             if refused:
                 raise
             trace.calls.append(_failed_call(offer, role, started, error))
             raise CallFailed(f"error[{error.code}] {error.message}") from None
         except BaseException:  # cancelled, or a bug: nothing was earned
-            self.channels.settle(ticket, succeeded=False)
+            if ticket.held:  # the miner may hold it: it is told it failed
+                trace.holds.append(HeldCall(offer, ticket, None, accepted=False))
+            else:
+                self.channels.settle(ticket, succeeded=False)
             self.meter.release(ticket.cost, paid=False)
             self.router.fail(offer, blame=False)
             raise
         record = self.channels.settle(ticket, succeeded=True)
-        self.meter.release(ticket.cost, paid=True)
+        if not ticket.held:
+            self.meter.release(ticket.cost, paid=True)
         if record is not None:
             trace.channels[record.channel_id] = record
         self.router.succeed(offer, response.latency_ms)
@@ -449,10 +527,56 @@ class Gateway:
                 model_hash=offer.model_hash,
             )
         )
+        answer = Answer(offer, response.body)
+        if ticket.held:
+            answer.hold = HeldCall(offer, ticket, len(trace.calls) - 1)
+            trace.holds.append(answer.hold)
         if not CHECKS[market.task].validate_answer(request, response.body):
             self.router.penalize(offer)
-            raise CallFailed("the answer is malformed (it was paid: the miner is rested)")
-        return response.body
+            answer.reject("the answer is malformed")
+            paid = "it is not paid" if ticket.held else "it was paid"
+            raise CallFailed(f"the answer is malformed ({paid}: the miner is rested)")
+        return answer
+
+    async def _conclude_holds(self, trace: Trace) -> None:
+        """Send each miner the verdict on its holds, and settle them: an accepted hold's cost
+        is owed (its voucher goes with the verdict), a rejected one's call costs nothing."""
+        by_miner: dict[bytes, list[HeldCall]] = {}
+        for held in trace.holds:
+            by_miner.setdefault(held.offer.hotkey, []).append(held)
+        await asyncio.gather(*(self._send_verdict(holds, trace) for holds in by_miner.values()))
+        trace.holds.clear()
+
+    async def _send_verdict(self, holds: list[HeldCall], trace: Trace) -> None:
+        offer = holds[0].offer
+        accepted = [self.channels.sign_accepted(h.ticket) for h in holds if h.accepted]
+        rejected = [
+            Hold(channel_id=h.ticket.channel_id, cumulative=h.ticket.amount)
+            for h in holds
+            if not h.accepted
+        ]
+        verdict = make_verdict(accepted, rejected)
+        try:
+            await self.neurons.call(
+                offer.url, offer.hotkey, VERDICT_ROUTE, verdict, timeout_s=VERDICT_TIMEOUT_S
+            )
+            delivered = True
+        except AgoraError as error:
+            log.warning("verdict to uid %d not delivered: %s", offer.uid, error.message)
+            delivered = False
+        for held in holds:
+            record = self.channels.conclude(
+                held.ticket, accepted=held.accepted, delivered=delivered
+            )
+            if record is not None:
+                trace.channels[record.channel_id] = record
+            if held.call is None:
+                continue  # failed: its meter share is already released
+            self.meter.release(held.ticket.cost, paid=held.accepted)
+            if not held.accepted:
+                call = trace.calls[held.call]
+                why = f"rejected: {held.reason}"
+                trace.calls[held.call] = replace(call, cost=0, status="rejected", error=why)
 
     async def _fix_payment(self, ticket: Ticket, error: RemoteError) -> bool:
         """Whether a refusal over the voucher was fixed, so the call may be sent again."""
@@ -521,6 +645,11 @@ def compute_level_prices(market: Market, redundancy: int) -> dict[str, Any]:
     unit = max(sorted(set(units)), key=units.count)
     price = int(statistics.median(o.price.amount for o in market.offers if o.price.per == unit))
     return {"per": unit, "none": price, "spot": 2 * price, "redundant": redundancy * price}
+
+
+def _refuses_holds(error: RemoteError) -> bool:
+    """The miner gives no credit (or predates holds): it must be paid up front."""
+    return isinstance(decode_payment_error(error), CreditRefused | MalformedPayment)
 
 
 def _failed_call(offer: Offer, role: str, started: float | None, error: AgoraError) -> Call:

@@ -87,6 +87,7 @@ CHAT_MODEL = "SmolLM2-135M-Instruct"
 HONEST = ("embed-0", "embed-1", "embed-2")
 CHEAT = "embed-cheat"
 CHAT = "chat-0"
+NO_CREDIT = "embed-1"
 MINERS = (*HONEST, CHEAT, CHAT)
 OWNER = Keypair(compute_dev_seed("dev0"))
 FUNDER = Keypair(compute_dev_seed("dev1"))
@@ -277,6 +278,8 @@ def start_miners(network: Network) -> None:
         argv += ["--data-dir", str(network.root / "miners")]
         if name == CHEAT:
             argv += ["--behaviour", "random"]
+        if name == NO_CREDIT:
+            argv += ["--credit", "0"]  # paid up front even for verified calls
         network.start(name, argv)
 
 
@@ -557,7 +560,8 @@ def test_spot_and_redundant_answers_agree_and_cost_what_they_say(network: Networ
 
 def test_a_cheating_miner_is_caught(network: Network) -> None:
     """Pinned as the primary, the noise miner loses its spot check to two honest miners, and
-    is outvoted at the redundant level: the developer gets the honest answer either way."""
+    is outvoted at the redundant level: the developer gets the honest answer either way, and
+    pays only the honest answers (the noise miner's calls are rejected, unpaid)."""
     client = network.client()
     direct = direct_embeddings(network, TEXTS)
     cheat = network.uids[CHEAT]
@@ -570,9 +574,16 @@ def test_a_cheating_miner_is_caught(network: Network) -> None:
         )
         for item, expected in zip(answer.data, direct, strict=True):
             assert cosine(item.embedding, expected) > 0.999
-        calls = answer.usage.model_dump()["agora"]["calls"]
+        usage = answer.usage.model_dump()["agora"]
+        calls = usage["calls"]
         assert calls[0]["uid"] == cheat or level == "redundant"
         assert cheat in [call["uid"] for call in calls]
+        for call in calls:
+            paid = ("rejected", 0) if call["uid"] == cheat else ("ok", PRICE)
+            assert (call["status"], call["cost"]) == paid, call
+        assert usage["cost"] == PRICE * (len(calls) - 1)
+        [receipt] = network.receipts(request_id=usage["request_id"])
+        assert receipt["cost"] == usage["cost"] and receipt["calls"] == calls
         if level == "spot":
             assert [call["role"] for call in calls] == [
                 "primary",
