@@ -11,13 +11,17 @@ all on this machine. Three ways to the same embeddings:
 (b) the miner directly over the neuron protocol, paying it with vouchers of a channel opened
     from the same wallet: what a program that pays miners itself gets;
 (c) the gateway through the official client (``openai.AsyncOpenAI``, its default base64
-    encoding): routing, channel bookkeeping, a receipt per request, the OpenAI wire format.
+    encoding): routing, channel bookkeeping, a receipt per request, the OpenAI wire format;
+(d) the gateway through plain aiohttp (no client library's own cost);
+(e) the miner directly, each call paid by a hold and then accepted by a verdict (the second
+    round trip a verified call adds per miner, ``payments.vouchers``), next to (b).
 
 Throughput: ``--concurrency`` callers send ``--requests`` requests of ``--texts`` texts in
 all; embeddings per second. Latency: ``--latency-requests`` one-text requests one after
 another, paced at ``--pace`` per second (a caller without stake on the subnet may send 20 a
 second to a miner: the neuron protocol's rate for zero stake), p50 and p99 in ms. Printed:
-each figure, (c)/(b) and (c)/(a) throughput, and (c) - (b) latency: the gateway's overhead.
+each figure, (c)/(b) and (c)/(a) throughput, (c) - (b) latency: the gateway's overhead, and
+(e)/(b) and (e) - (b): what paying only accepted answers adds to a miner call.
 Goals: (c)/(b) >= 0.9 and a p50 overhead <= 5 ms. Nothing here asserts.
 """
 
@@ -42,7 +46,7 @@ from agora.client.client import NodeClient
 from agora.client.participant import submit_and_wait
 from agora.neuron.client import NeuronClient
 from agora.node.devchain import compute_dev_seed
-from agora.payments.vouchers import make_payment
+from agora.payments.vouchers import VERDICT_ROUTE, Hold, make_payment, make_verdict
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.channels import OpenChannel, compute_channel_id, sign_voucher
@@ -206,6 +210,21 @@ class DirectCaller:
         return (await self.neurons.call(self.url, self.miner.public_key, ROUTE, body)).body
 
 
+class HoldCaller(DirectCaller):
+    """(e): each call paid by a hold, then accepted: the verdict's voucher pays it."""
+
+    async def __call__(self, texts: list[str]) -> Any:
+        self.cumulative += 1_000_000
+        amount = self.cumulative
+        hold = Hold(channel_id=self.channel, cumulative=amount)
+        body = {"model": MODEL, "texts": texts, "payment": make_payment(hold)}
+        answer = (await self.neurons.call(self.url, self.miner.public_key, ROUTE, body)).body
+        voucher = sign_voucher(self.chain_id, self.channel, amount, self.developer.sign)
+        verdict = make_verdict([voucher], [])
+        await self.neurons.call(self.url, self.miner.public_key, VERDICT_ROUTE, verdict)
+        return answer
+
+
 async def run(args: Any, root: Path) -> None:
     processes = Processes(root)
     try:
@@ -278,6 +297,8 @@ async def run(args: Any, root: Path) -> None:
         session = aiohttp.ClientSession()
         direct = DirectCaller(endpoint, miner, developer, chain_id)
         await direct.open(node_url, netuid)
+        held = HoldCaller(endpoint, miner, developer, chain_id)
+        await held.open(node_url, netuid)
 
         async def through_official(batch: list[str]) -> Any:
             return await official.embeddings.create(model=MODEL, input=batch)
@@ -293,6 +314,7 @@ async def run(args: Any, root: Path) -> None:
             "(b) miner direct, neuron": direct,
             "(c) gateway, openai client": through_official,
             "(d) gateway, plain aiohttp": through_plain,
+            "(e) miner direct, hold+verdict": held,
         }
         throughput: dict[str, list[float]] = {name: [] for name in ways}
         rng = random.Random(11)
@@ -303,6 +325,7 @@ async def run(args: Any, root: Path) -> None:
                 throughput[name].append(await measure_throughput(call, texts, args))
         latency = await measure_latency(ways, texts, args)
         await direct.neurons.close()
+        await held.neurons.close()
         await official.close()
         await session.close()
         report(throughput, latency, args)
@@ -328,11 +351,13 @@ def report(throughput: dict[str, list[float]], latency: dict[str, list[float]], 
         rate[name] = statistics.median(values)
         p50, p99 = statistics.median(latency[name]), percentile(latency[name], 0.99)
         print(f"{name:30} {rate[name]:10.1f} {max(values):11.1f} {p50:8.2f} {p99:8.2f}")
-    a, b, c, d = (rate[name] for name in throughput)
+    a, b, c, d, e = (rate[name] for name in throughput)
     names = list(throughput)
-    direct, official, plain = (latency[name] for name in names[1:])
+    direct, official, plain, held = (latency[name] for name in names[1:])
     print(f"\n(c)/(b) throughput {c / b:.3f}  (goal >= 0.9)")
     print(f"(d)/(b) throughput {d / b:.3f}   (b)/(a) {b / a:.3f}   (c)/(a) {c / a:.3f}")
+    held_overhead = statistics.median(held) - statistics.median(direct)
+    print(f"(e)/(b) throughput {e / b:.3f}   (e) - (b) latency: p50 {held_overhead:.2f} ms")
     for label, way in (("(c)", official), ("(d)", plain)):
         paired = [x - y for x, y in zip(way, direct, strict=True)]
         overhead = statistics.median(way) - statistics.median(direct)
