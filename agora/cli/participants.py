@@ -120,8 +120,9 @@ def miner_run(
         str,
         typer.Option(
             "--credit",
-            help="AGR of work a payer may have on credit at once, per channel: requests paid "
-            "only if their answer is accepted (the gateway's verified calls); 0 refuses them.",
+            help="AGR of work one payer may leave unpaid: requests paid only if their answer "
+            "is accepted (the gateway's verified calls), under way, rejected or never "
+            "resolved; 0 refuses them.",
         ),
     ] = "0.1",
     yes: YesOption = False,

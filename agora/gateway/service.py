@@ -19,8 +19,9 @@ of its holds accepted, the hold itself for each rejected. A call is rejected, an
 nothing, when its answer is outvoted (a primary whose spot check two miners contradict, a
 checker the tie-break contradicts, a redundant answer outside the majority, every answer when
 no majority agrees) or malformed, or when the call failed; any other answered call is paid,
-even when the request fails for another reason. A miner that gives no credit refuses holds
-(``CreditRefused``), and is paid up front instead.
+even when the request fails for another reason. A miner that gives no credit (or no more to
+this payer) refuses holds (``CreditRefused``): it is not asked for verified answers, as paying
+it up front would let any miner escape the verdicts by refusing credit.
 """
 
 from __future__ import annotations
@@ -446,9 +447,9 @@ class Gateway:
         held: bool,
     ) -> Answer:
         """Pay ``offer`` for ``request`` and return its answer, or raise ``CallFailed``.
-        A refusal over the payment itself (the miner served more than we counted, the
-        channel nears expiry, or the miner gives no credit for a hold) is fixed and retried
-        once on the same miner."""
+        A refusal over the voucher itself (the miner served more than we counted, or the
+        channel nears expiry) is fixed and retried once on the same miner; a miner that
+        refuses a hold fails the call (another miner is asked)."""
         cost = offer.price.compute_cost(market.task, request)
         for attempt in range(2):
             self.meter.reserve(cost)
@@ -460,9 +461,11 @@ class Gateway:
             try:
                 return await self._send(market, offer, request, ticket, trace, role)
             except RemoteError as error:
-                if attempt == 0 and ticket.held and _refuses_holds(error):
-                    held = False  # this miner is paid up front
-                    continue
+                if ticket.held and _refuses_holds(error):
+                    trace.calls.append(_failed_call(offer, role, None, error))
+                    raise CallFailed(
+                        f"uid {offer.uid} gives this payer no credit, which verified calls need"
+                    ) from None
                 if attempt == 0 and await self._fix_payment(ticket, error):
                     continue
                 raise self._refused(offer, role, trace, error) from None
@@ -648,7 +651,7 @@ def compute_level_prices(market: Market, redundancy: int) -> dict[str, Any]:
 
 
 def _refuses_holds(error: RemoteError) -> bool:
-    """The miner gives no credit (or predates holds): it must be paid up front."""
+    """The miner gives no credit to this payer (or does not know holds)."""
     return isinstance(decode_payment_error(error), CreditRefused | MalformedPayment)
 
 

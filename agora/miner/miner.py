@@ -9,8 +9,8 @@ What a paid request earns is on disk before it is answered (``payments.store``, 
 ``data_dir``), and a restarted miner claims it: work done is paid even if the process was
 killed before its periodic claim. A buyer that compares answers (the gateway's spot and
 redundant verification) pays only the ones it accepts: such a request comes with a hold, not
-a voucher, and its verdict later on ``VERDICT_ROUTE``; the miner does at most ``credit`` base
-units of such work at once per channel (``payments.books``).
+a voucher, and its verdict later on ``VERDICT_ROUTE``; the miner risks at most ``credit`` base
+units of such work per payer, under way, rejected or never resolved (``payments.books``).
 
 ``behaviour`` other than ``honest`` exists to show the network at work (``agora devnet``) and
 to test that validators catch cheats: ``random`` answers noise of the right shape; ``copycat``
@@ -88,7 +88,7 @@ class MinerConfig:
     price: str | None = None  # e.g. "0.001/request"; None: serve staked callers only
     data_dir: Path = Path(".agora/miner")  # the vouchers earned and not yet claimed
     claim_interval_s: float = 60.0
-    credit: int = 0  # base units of work on credit per channel (holds); 0 refuses holds
+    credit: int = 0  # base units of unpaid work on holds per payer; 0 refuses holds
     metagraph_interval_s: float = 2.0
     data_file: Path | None = None  # a federated subnet's contributor: its private rows
     serve_model: bool = False  # a federated subnet's server: sells its current trained model

@@ -33,8 +33,11 @@ until its payer's verdict: its work done, ``hold`` keeps it under way (``awaitin
 of settling it; ``accept`` settles it with the voucher the verdict brings, ``reject``
 forgets it, and one left without a verdict for ``HOLD_TIMEOUT_S`` is forgotten too
 (``expire_holds``): the seller lost that work. Nothing else changes, so the credit rule still
-holds whichever holds are accepted. What the seller risks is bounded: ``credit`` base units of
-holds at once per channel (0: holds are refused, ``CreditRefused``).
+holds whichever holds are accepted. What the seller risks is bounded per payer, over all its
+channels: its holds under way and those it rejected or left without a verdict (``written_off``)
+never pass ``credit`` base units; past that, its holds are refused (``CreditRefused``; with
+``credit`` 0, always). A rejection does not give the credit back: a payer cannot have work
+done for free again and again by rejecting it.
 """
 
 from __future__ import annotations
@@ -137,8 +140,8 @@ def compute_sufficient_amount(book: ChannelBook, cost: int) -> int:
 
 class PaymentBooks:
     """The books of one seller (a hotkey on a subnet, selling at ``price`` on ``chain_id``,
-    giving at most ``credit`` base units of holds at once per channel): one ``ChannelBook``
-    per channel in ``channels``."""
+    risking at most ``credit`` base units of holds per payer): one ``ChannelBook`` per channel
+    in ``channels``, and the work each payer's holds wrote off in ``written_off``."""
 
     def __init__(
         self, *, payee: bytes, netuid: int, price: Price, chain_id: str, credit: int = 0
@@ -148,6 +151,7 @@ class PaymentBooks:
         self.price = price
         self.chain_id = chain_id
         self.credit = credit
+        self.written_off: dict[bytes, int] = {}  # payer -> cost of holds rejected or expired
         self.channels: dict[bytes, ChannelBook] = {}
         self._ids = itertools.count(1)
 
@@ -182,12 +186,7 @@ class PaymentBooks:
         if len(book.pending) >= MAX_PENDING_PER_CHANNEL:
             raise TooManyPending(f"{MAX_PENDING_PER_CHANNEL} requests are under way already")
         if isinstance(payment, Hold):
-            held = sum(r.cost for r in book.pending.values() if r.held)
-            if held + cost > self.credit:
-                raise CreditRefused(
-                    f"this seller holds at most {self.credit} base units of work on credit per "
-                    f"channel ({held} held now; this request costs {cost}): pay with a voucher"
-                )
+            self._check_credit(book.payer, cost)
         cumulative = payment.cumulative
         if not is_admissible(book, cumulative, cost):
             served = max(book.consumed, book.claimed)
@@ -215,6 +214,22 @@ class PaymentBooks:
         )
         book.pending[reservation.id] = reservation
         return reservation
+
+    def _check_credit(self, payer: bytes, cost: int) -> None:
+        held = sum(
+            r.cost
+            for other in self.channels.values()
+            if other.payer == payer
+            for r in other.pending.values()
+            if r.held
+        )
+        lost = self.written_off.get(payer, 0)
+        if held + lost + cost > self.credit:
+            raise CreditRefused(
+                f"this seller risks at most {self.credit} base units of unpaid work per payer; "
+                f"yours: {held} on credit now, {lost} rejected or never resolved, and this "
+                f"request costs {cost}: pay with a voucher"
+            )
 
     def settle(self, reservation: Reservation) -> None:
         """The work succeeded: its cost is earned and its voucher may be claimed."""
@@ -254,6 +269,7 @@ class PaymentBooks:
         hold = self._find_awaiting(book, cumulative)
         if hold is not None:
             del book.pending[hold.id], book.awaiting[hold.id]
+            self._write_off(book.payer, hold.cost)
         return hold is not None
 
     def expire_holds(self, now: float) -> list[Reservation]:
@@ -264,7 +280,11 @@ class PaymentBooks:
                 if deadline <= now:
                     del book.awaiting[hold_id]
                     expired.append(book.pending.pop(hold_id))
+                    self._write_off(book.payer, expired[-1].cost)
         return expired
+
+    def _write_off(self, payer: bytes, cost: int) -> None:
+        self.written_off[payer] = self.written_off.get(payer, 0) + cost
 
     def _find_awaiting(self, book: ChannelBook, cumulative: int) -> Reservation | None:
         for hold_id in book.awaiting:

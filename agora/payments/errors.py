@@ -139,7 +139,7 @@ class InvalidPrice(PaymentError):
 
 class CreditRefused(PaymentError):
     """The request asks to be paid only if its answer is accepted (a hold, ``vouchers``) and
-    this seller gives no such credit, or no more on this channel: pay it with a voucher."""
+    this seller gives no such credit, or no more to this payer: pay it with a voucher."""
 
     code = 3535
 

@@ -71,7 +71,7 @@ log = logging.getLogger("agora.payments")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentGateConfig:
     """One seller: ``hotkey`` on subnet ``netuid``, selling ``task_kind`` at ``price``, and
-    doing at most ``credit`` base units of work at once per channel on holds."""
+    risking at most ``credit`` base units of work on holds per payer."""
 
     hotkey: Keypair
     netuid: int

@@ -279,7 +279,7 @@ def start_miners(network: Network) -> None:
         if name == CHEAT:
             argv += ["--behaviour", "random"]
         if name == NO_CREDIT:
-            argv += ["--credit", "0"]  # paid up front even for verified calls
+            argv += ["--credit", "0"]  # serves no verified call
         network.start(name, argv)
 
 
@@ -533,8 +533,11 @@ def test_spot_and_redundant_answers_agree_and_cost_what_they_say(network: Networ
         )
         usage = answer.usage.model_dump()["agora"]
         assert usage["verification"] == level
-        assert len(usage["calls"]) == calls and usage["cost"] == calls * PRICE
-        assert len({call["uid"] for call in usage["calls"]}) == calls
+        answered = answered_calls(network, usage["calls"])
+        assert len(answered) == calls and len({call["uid"] for call in answered}) == calls
+        # The noise miner has no incentive: it is asked only when no other miner is left
+        # (the one without credit refused), and is then outvoted, unpaid.
+        assert usage["cost"] == PRICE * sum(call["status"] == "ok" for call in answered)
         assert usage["prices"]["per"] == "request"
         for item, expected in zip(answer.data, direct, strict=True):
             assert cosine(item.embedding, expected) > 0.999
@@ -558,6 +561,17 @@ def test_spot_and_redundant_answers_agree_and_cost_what_they_say(network: Networ
     assert sum(r["cost"] for r in network.receipts(limit=1000)) == spent
 
 
+def answered_calls(network: Network, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls that reached a miner's work, each paid unless it is the noise miner's; the
+    miner without credit refuses every verified call (3535)."""
+    for call in calls:
+        if call["status"] == "failed":
+            assert call["uid"] == network.uids[NO_CREDIT] and "error[3535]" in call["error"]
+        paid = ("rejected", 0) if call["uid"] == network.uids[CHEAT] else ("ok", PRICE)
+        assert call["status"] == "failed" or (call["status"], call["cost"]) == paid, call
+    return [call for call in calls if call["status"] != "failed"]
+
+
 def test_a_cheating_miner_is_caught(network: Network) -> None:
     """Pinned as the primary, the noise miner loses its spot check to two honest miners, and
     is outvoted at the redundant level: the developer gets the honest answer either way, and
@@ -575,15 +589,12 @@ def test_a_cheating_miner_is_caught(network: Network) -> None:
         for item, expected in zip(answer.data, direct, strict=True):
             assert cosine(item.embedding, expected) > 0.999
         usage = answer.usage.model_dump()["agora"]
-        calls = usage["calls"]
+        calls = answered_calls(network, usage["calls"])
         assert calls[0]["uid"] == cheat or level == "redundant"
         assert cheat in [call["uid"] for call in calls]
-        for call in calls:
-            paid = ("rejected", 0) if call["uid"] == cheat else ("ok", PRICE)
-            assert (call["status"], call["cost"]) == paid, call
         assert usage["cost"] == PRICE * (len(calls) - 1)
         [receipt] = network.receipts(request_id=usage["request_id"])
-        assert receipt["cost"] == usage["cost"] and receipt["calls"] == calls
+        assert receipt["cost"] == usage["cost"] and receipt["calls"] == usage["calls"]
         if level == "spot":
             assert [call["role"] for call in calls] == [
                 "primary",

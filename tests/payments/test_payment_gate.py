@@ -14,9 +14,10 @@ after it succeeded, ``release`` (or the end of the request's task) when it faile
 - random concurrent traffic: an honest payer (the gateway's voucher rule) is never refused
   in any arrival order and pays exactly its successes; whatever a payer sends, the best
   voucher always covers the work done;
-- holds: work on credit up to the seller's limit, paid only when its payer accepts it (the
-  voucher of the verdict is claimed), forgotten when rejected or left without a verdict; a
-  bad verdict changes nothing; on random traffic with verdicts, the same two properties.
+- holds: work on credit up to the seller's limit per payer, paid only when its payer accepts
+  it (the voucher of the verdict is claimed), written off against that payer when rejected or
+  left without a verdict; a bad verdict changes nothing; on random traffic with verdicts, the
+  same two properties.
 """
 
 from __future__ import annotations
@@ -325,7 +326,8 @@ def hold(channel_id: bytes, cumulative: int) -> dict[str, Any]:
 def test_holds_are_paid_only_when_their_payer_accepts_them(setup: Setup, tmp_path: Path) -> None:
     """Three requests on credit (the seller's limit), a fourth refused; a bad verdict of every
     kind changes nothing; the verdict pays the one accepted with its voucher, kept on disk, and
-    frees the rejected one's amount for the next voucher. Only that work is claimed."""
+    frees the rejected one's amount for the next voucher, not its credit. Only the accepted
+    and the paid work is claimed."""
     channel, price = setup.channels["holds"], PRICE.amount
 
     async def work(client: NodeClient) -> tuple[ChannelBook, list[Voucher]]:
@@ -388,6 +390,14 @@ def test_holds_are_paid_only_when_their_payer_accepts_them(setup: Setup, tmp_pat
         now = asyncio.get_running_loop().time()
         assert gate.books.expire_holds(now) == []
         assert gate.books.expire_holds(now + HOLD_TIMEOUT_S + 1) == [forgotten]
+        # Rejected and expired work stays against the payer, on all its channels: one more
+        # request's worth of credit is left, not three.
+        assert gate.books.written_off == {PAYER.public_key: 2 * price}
+        second = setup.channels["second"]
+        other = await gate.reserve(PAYER.public_key, hold(second, AGR // 2), REQUEST)
+        with pytest.raises(CreditRefused):
+            await gate.reserve(PAYER.public_key, hold(channel, 4 * price), REQUEST)
+        gate.release(other)
         await gate.settle(
             await gate.reserve(PAYER.public_key, payment(channel, 3 * price), REQUEST)
         )
@@ -605,6 +615,22 @@ def test_whatever_a_payer_sends_the_best_voucher_covers_the_work(
         assert book.best_amount >= book.consumed
 
 
+def make_payer(committed: int) -> PaidChannel:
+    """The gateway's side of the channel ``make_book`` keeps the seller's side of."""
+    record = ChannelRecord(
+        channel_id=CHANNEL,
+        payer="p",
+        payee="q",
+        netuid=1,
+        deposit=10**12,
+        expiry=10**9,
+        committed=committed,
+        closed=False,
+        refund=0,
+    )
+    return PaidChannel(record=record, payee=MINER.public_key)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.randoms(use_true_random=False), st.integers(1, 60))
 def test_an_honest_payer_is_never_refused_and_pays_its_successes(
@@ -613,18 +639,7 @@ def test_an_honest_payer_is_never_refused_and_pays_its_successes(
     """The gateway's voucher rule against the gate's, in any arrival order, any failures."""
     books = offline_books()
     book = books.channels[CHANNEL] = make_book(consumed=5)
-    record = ChannelRecord(
-        channel_id=CHANNEL,
-        payer="p",
-        payee="q",
-        netuid=1,
-        deposit=10**12,
-        expiry=10**9,
-        committed=5,
-        closed=False,
-        refund=0,
-    )
-    payer = PaidChannel(record=record, payee=MINER.public_key)
+    payer = make_payer(committed=5)
     in_transit: list[tuple[int, int, int]] = []  # (ticket, amount, cost)
     arrived: list[tuple[int, Any]] = []
     failures = 0
@@ -694,18 +709,7 @@ def test_with_holds_an_honest_payer_is_never_refused_and_pays_what_it_accepts(
     books = offline_books()
     books.credit = 10**9
     book = books.channels[CHANNEL] = make_book()
-    record = ChannelRecord(
-        channel_id=CHANNEL,
-        payer="p",
-        payee="q",
-        netuid=1,
-        deposit=10**12,
-        expiry=10**9,
-        committed=0,
-        closed=False,
-        refund=0,
-    )
-    payer = PaidChannel(record=record, payee=MINER.public_key)
+    payer = make_payer(committed=0)
     in_transit: list[tuple[int, int, int, bool]] = []  # ticket, amount, cost, held
     arrived: list[tuple[int, Any]] = []
     awaiting: list[tuple[int, Any]] = []  # holds done, waiting for their verdict
