@@ -33,7 +33,10 @@ def _post(summary: str, request: dict[str, Any], answer: dict[str, Any]) -> dict
                     "name": "Agora-Verification",
                     "in": "header",
                     "required": False,
-                    "description": "How many miners check the answer",
+                    "description": (
+                        "How many miners check the answer; under spot and redundant, only "
+                        "the answers accepted are paid"
+                    ),
                     "schema": {"enum": list(LEVELS)},
                 }
             ],
