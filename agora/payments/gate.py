@@ -222,7 +222,8 @@ class PaymentGate:
         self.books.release(reservation)
 
     def get_earned(self) -> dict[str, int]:
-        """Totals over the channels: served (settled work), claimable and claimed."""
+        """Totals over the channels: served (settled work), claimable, claimed and held (on
+        credit, waiting for a verdict)."""
         return self.books.get_earned()
 
     async def recover(self) -> int:
