@@ -19,6 +19,7 @@ Holds (``vouchers``, ``books``): with ``credit`` above 0, a request may be paid 
 answer is accepted. Its work done, ``settle`` leaves it waiting for the payer's verdict,
 which ``resolve`` applies (an accepted hold's voucher is on disk before it returns, as a
 settled one's is); ``run`` forgets the holds left without a verdict for ``HOLD_TIMEOUT_S``.
+What a payer's holds wrote off is kept in the store too, and read back by ``recover``.
 
 Claims. ``run`` claims the best voucher of each channel every ``claim_interval_s``, and at
 every poll once the channel is within ``2 * EXPIRY_MARGIN_BLOCKS`` of its expiry (requests
@@ -210,7 +211,17 @@ class PaymentGate:
         }
         for channel_id in {voucher.channel_id for voucher in accepted}:
             await self._save_best(channel_id)
+        if matched["rejected"]:
+            await self._save_written_off({payer_hotkey})
         return matched
+
+    async def _save_written_off(self, payers: set[bytes]) -> None:
+        if self.store is None:
+            return
+        for payer in payers:
+            await asyncio.to_thread(
+                self.store.save_written_off, payer, self.books.written_off[payer]
+            )
 
     async def _save_best(self, channel_id: bytes) -> None:
         book = self.channels.get(channel_id)
@@ -230,9 +241,10 @@ class PaymentGate:
         """The vouchers kept in the store, back in the books (counted as served so that none
         is served twice, and claimed at ``run``'s first poll); returns how many base units
         they hold above what is claimed on chain. A voucher whose channel is gone, closed or
-        claimed past it is forgotten."""
+        claimed past it is forgotten. What payers' holds wrote off is read back too."""
         if self.store is None:
             return 0
+        self.books.written_off.update(await asyncio.to_thread(self.store.load_written_off))
         unclaimed = 0
         for voucher in await asyncio.to_thread(self.store.load):
             try:
@@ -308,7 +320,7 @@ class PaymentGate:
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: keep the head and channels fresh, and claim what is due."""
         while not stop.is_set():
-            self._expire_holds()
+            await self.expire_holds()
             try:
                 await self.claim_due()
             except AgoraError as error:
@@ -318,8 +330,14 @@ class PaymentGate:
             except TimeoutError:
                 pass
 
-    def _expire_holds(self) -> None:
-        for hold in self.books.expire_holds(asyncio.get_running_loop().time()):
+    async def expire_holds(self, now: float | None = None) -> list[Reservation]:
+        """Write off the holds without a verdict at their deadline (by ``now``, the loop's
+        clock by default), on disk for their payers; returns them."""
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        expired = self.books.expire_holds(now)
+        await self._save_written_off({self.channels[hold.channel_id].payer for hold in expired})
+        for hold in expired:
             log.warning(
                 "payments: no verdict on a hold of %d base units on channel %s in %.0f s; "
                 "its work is unpaid",
@@ -327,6 +345,7 @@ class PaymentGate:
                 to_hex(hold.channel_id),
                 HOLD_TIMEOUT_S,
             )
+        return expired
 
     async def claim_due(self) -> list[bytes]:
         """Claim each channel whose last claim is ``claim_interval_s`` old, or that nears its

@@ -9,6 +9,9 @@ One row per channel: the highest voucher kept (a lower one never replaces it). T
 is ``synchronous=FULL`` in WAL mode: it returns once the write-ahead log is fsynced, so an
 answered request's voucher survives a kill and a power loss. A closed channel's row is
 forgotten: nothing more can be claimed on it.
+
+Also kept: what each payer's holds wrote off (``books``: work it rejected or left without a
+verdict), so that a restart does not give a payer its credit back.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ CREATE TABLE IF NOT EXISTS vouchers (
     channel_id BLOB PRIMARY KEY,
     cumulative INTEGER NOT NULL,
     signature BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS written_off (
+    payer BLOB PRIMARY KEY,
+    amount INTEGER NOT NULL
 );
 """
 
@@ -70,3 +77,17 @@ class VoucherStore:
             Voucher(channel_id=bytes(row[0]), cumulative=int(row[1]), signature=bytes(row[2]))
             for row in rows
         ]
+
+    def save_written_off(self, payer: bytes, amount: int) -> None:
+        """``amount``: the payer's total written off (it only grows)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO written_off VALUES (?, ?) ON CONFLICT (payer) DO UPDATE SET "
+                "amount = excluded.amount WHERE excluded.amount > written_off.amount",
+                (payer, amount),
+            )
+
+    def load_written_off(self) -> dict[bytes, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT payer, amount FROM written_off").fetchall()
+        return {bytes(row[0]): int(row[1]) for row in rows}

@@ -388,8 +388,8 @@ def test_holds_are_paid_only_when_their_payer_accepts_them(setup: Setup, tmp_pat
         forgotten = await gate.reserve(PAYER.public_key, hold(channel, 3 * price), REQUEST)
         await gate.settle(forgotten)
         now = asyncio.get_running_loop().time()
-        assert gate.books.expire_holds(now) == []
-        assert gate.books.expire_holds(now + HOLD_TIMEOUT_S + 1) == [forgotten]
+        assert await gate.expire_holds(now) == []
+        assert await gate.expire_holds(now + HOLD_TIMEOUT_S + 1) == [forgotten]
         # Rejected and expired work stays against the payer, on all its channels: one more
         # request's worth of credit is left, not three.
         assert gate.books.written_off == {PAYER.public_key: 2 * price}
@@ -403,6 +403,13 @@ def test_holds_are_paid_only_when_their_payer_accepts_them(setup: Setup, tmp_pat
         )
         assert await gate.claim_all() == [channel]
         kept = store.load()
+        # A restart does not give the payer its credit back.
+        restarted = setup.gate(client, store, credit=3 * price)
+        await restarted.recover()
+        assert restarted.books.written_off == {PAYER.public_key: 2 * price}
+        await restarted.reserve(PAYER.public_key, hold(channel, 4 * price), REQUEST)
+        with pytest.raises(CreditRefused):
+            await restarted.reserve(PAYER.public_key, hold(channel, 5 * price), REQUEST)
         store.close()
         return gate.channels[channel], kept
 
