@@ -252,6 +252,7 @@ async def run_gateway(
     catalog = Catalog(client)
     background: list[asyncio.Task[None]] = []
     runner: web.AppRunner | None = None
+    gateway: Gateway | None = None
     try:
         await catalog.refresh()
         await channels.start()
@@ -279,6 +280,8 @@ async def run_gateway(
         await asyncio.gather(*background, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
+        if gateway is not None:
+            await gateway.close()
         await channels.close()
         await neurons.close()
         await client.close()

@@ -79,6 +79,7 @@ from agora.tasks.generation import (
 log = logging.getLogger("agora.gateway")
 
 VERDICT_TIMEOUT_S = 5.0
+VERDICT_RETRIES_S = (1.0, 5.0, 25.0)  # pauses before sending an undelivered verdict again
 
 # Task error codes -> the OpenAI request field they are about.
 TASK_ERROR_PARAMS = {
@@ -251,6 +252,13 @@ class Gateway:
         self.rng = parts.rng
         self.clock = parts.clock
         self.meter = SpendMeter(config.daily_limit, parts.store, parts.clock)
+        self._redeliveries: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Stop sending the verdicts not delivered yet."""
+        for task in list(self._redeliveries):
+            task.cancel()
+        await asyncio.gather(*self._redeliveries, return_exceptions=True)
 
     # --- the entry point -----------------------------------------------------------------------
 
@@ -559,14 +567,11 @@ class Gateway:
             if not h.accepted
         ]
         verdict = make_verdict(accepted, rejected)
-        try:
-            await self.neurons.call(
-                offer.url, offer.hotkey, VERDICT_ROUTE, verdict, timeout_s=VERDICT_TIMEOUT_S
-            )
-            delivered = True
-        except AgoraError as error:
-            log.warning("verdict to uid %d not delivered: %s", offer.uid, error.message)
-            delivered = False
+        delivered = await self._deliver(offer, verdict)
+        if not delivered:  # again later, in the background (a verdict may come twice)
+            task = asyncio.create_task(self._redeliver(offer, verdict))
+            self._redeliveries.add(task)
+            task.add_done_callback(self._redeliveries.discard)
         for held in holds:
             record = self.channels.conclude(
                 held.ticket, accepted=held.accepted, delivered=delivered
@@ -580,6 +585,25 @@ class Gateway:
                 call = trace.calls[held.call]
                 why = f"rejected: {held.reason}"
                 trace.calls[held.call] = replace(call, cost=0, status="rejected", error=why)
+
+    async def _deliver(self, offer: Offer, verdict: dict[str, Any]) -> bool:
+        try:
+            await self.neurons.call(
+                offer.url, offer.hotkey, VERDICT_ROUTE, verdict, timeout_s=VERDICT_TIMEOUT_S
+            )
+        except AgoraError as error:
+            log.warning("verdict to uid %d not delivered: %s", offer.uid, error.message)
+            return False
+        return True
+
+    async def _redeliver(self, offer: Offer, verdict: dict[str, Any]) -> None:
+        """An undelivered verdict, sent again a few times before the miner's holds expire:
+        its vouchers pay the miner even if no later call does, and its rejections spare the
+        payer's credit there. Until it is delivered, its holds are treated as undelivered."""
+        for pause in VERDICT_RETRIES_S:
+            await asyncio.sleep(pause)
+            if await self._deliver(offer, verdict):
+                return
 
     async def _fix_payment(self, ticket: Ticket, error: RemoteError) -> bool:
         """Whether a refusal over the voucher was fixed, so the call may be sent again."""

@@ -16,8 +16,8 @@ after it succeeded, ``release`` (or the end of the request's task) when it faile
   voucher always covers the work done;
 - holds: work on credit up to the seller's limit per payer, paid only when its payer accepts
   it (the voucher of the verdict is claimed), written off against that payer when rejected or
-  left without a verdict; a bad verdict changes nothing; on random traffic with verdicts, the
-  same two properties.
+  left without a verdict; a bad verdict changes nothing; a verdict the miner did not get is
+  sent again; on random traffic with verdicts, the same two properties.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -39,9 +40,15 @@ from node_helpers import NodeProcess, NodeProcesses
 from agora.client.client import NodeApiError, NodeClient
 from agora.client.participant import submit_and_wait
 from agora.errors import AgoraError
+from agora.gateway.catalog import Catalog, Offer
 from agora.gateway.channels import ChannelManager, PaidChannel, compute_next_amount
+from agora.gateway.config import GatewayConfig
 from agora.gateway.errors import InsufficientFunds
+from agora.gateway.routing import Router
+from agora.gateway.service import Call, Gateway, GatewayParts, HeldCall, Trace
 from agora.gateway.store import ChannelRecord, GatewayStore
+from agora.neuron.client import NeuronClient
+from agora.neuron.server import Caller, NeuronServer, NeuronServerConfig
 from agora.node.devchain import DEV_CHAIN_ID, compute_dev_seed
 from agora.payments.books import (
     EXPIRY_MARGIN_BLOCKS,
@@ -68,7 +75,7 @@ from agora.payments.errors import (
 from agora.payments.gate import PaymentGate, PaymentGateConfig
 from agora.payments.prices import Price, parse_endpoint
 from agora.payments.store import VoucherStore
-from agora.payments.vouchers import Hold, make_payment, make_verdict
+from agora.payments.vouchers import VERDICT_ROUTE, Hold, make_payment, make_verdict
 from agora.protocol.accounts import Transfer
 from agora.protocol.address import Address
 from agora.protocol.channels import (
@@ -888,6 +895,78 @@ def test_the_gateways_holds_pay_the_gate_only_what_it_accepts(setup: Setup, tmp_
     channel, claimed = run(work, setup.node.url)
     assert channel.committed == 3 * PRICE.amount  # the accepted hold and two paid calls
     assert claimed == 4 * PRICE.amount  # the last voucher, covering the lost hold's amount
+
+
+def test_a_verdict_the_miner_did_not_get_is_sent_again(setup: Setup, tmp_path: Path) -> None:
+    """The miner's server is down when the gateway sends its verdict, and back a moment
+    later: the verdict, sent again in the background, pays the accepted hold with no later
+    call. Until then the hold waits at the miner, unpaid and not written off."""
+    price = PRICE.amount
+
+    async def work(client: NodeClient) -> dict[str, int]:
+        store = GatewayStore(tmp_path / "gateway.db")
+        manager = ChannelManager(
+            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
+        )
+        await manager.start()
+        gate = setup.gate(client, credit=10 * price)
+        ticket = await manager.issue(MINER.public_key, setup.netuid, price, held=True)
+        reservation = await gate.reserve(PAYER.public_key, make_payment(ticket.payment), REQUEST)
+        await gate.settle(reservation)
+        manager.settle(ticket, succeeded=True)
+
+        async def verdicts(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+            return await gate.resolve(caller.hotkey, body)
+
+        server = NeuronServer(MINER, None, NeuronServerConfig())
+        server.add_route(VERDICT_ROUTE, verdicts, public=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        offer = Offer(
+            uid=0,
+            hotkey=MINER.public_key,
+            address=MINER.address,
+            url=f"http://127.0.0.1:{port}",
+            price=PRICE,
+            incentive=0,
+            stake=0,
+        )
+        neurons = NeuronClient(PAYER)
+        gateway = Gateway(
+            GatewayConfig(node_url=setup.node.url, data_dir=tmp_path),
+            GatewayParts(
+                catalog=Catalog(client),
+                router=Router(random.Random(1)),
+                channels=manager,
+                store=store,
+                neurons=neurons,
+                rng=random.Random(1),
+            ),
+        )
+        trace = Trace()
+        trace.calls.append(
+            Call(uid=0, miner=offer.address, role="spot", cost=price, latency_ms=1, status="ok")
+        )
+        trace.holds.append(HeldCall(offer, ticket, 0))
+        try:
+            await gateway._conclude_holds(trace)  # the miner is down: not delivered
+            assert trace.channels[ticket.channel_id].committed == price  # owed all the same
+            assert gate.get_earned()["held"] == price
+            await server.start("127.0.0.1", port)
+            for _ in range(200):
+                if gate.get_earned()["held"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            return gate.get_earned()
+        finally:
+            await gateway.close()
+            await server.stop()
+            await neurons.close()
+            store.close()
+
+    earned = run(work, setup.node.url)
+    assert earned == {"served": price, "claimable": price, "claimed": 0, "held": 0}
 
 
 class KilledAfterSubmitting(NodeClient):
