@@ -783,6 +783,17 @@ def test_with_holds_an_honest_payer_is_never_refused_and_pays_what_it_accepts(
 # --- the gateway's channels against the gate ---------------------------------------------------
 
 
+async def start_manager(
+    client: NodeClient, store: GatewayStore, payer: Keypair = PAYER
+) -> ChannelManager:
+    """The gateway's channels of ``payer``: deposits of ten requests, 200-block channels."""
+    manager = ChannelManager(
+        client=client, payer=payer, store=store, deposit=10 * PRICE.amount, channel_blocks=200
+    )
+    await manager.start()
+    return manager
+
+
 def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
     setup: Setup, tmp_path: Path
 ) -> None:
@@ -795,10 +806,7 @@ def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
 
     async def work(client: NodeClient) -> tuple[list[ChannelRecord], int]:
         store = GatewayStore(tmp_path / "gateway.db")
-        manager = ChannelManager(
-            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
-        )
-        await manager.start()
+        manager = await start_manager(client, store)
         gate = setup.gate(client)
 
         async def call(succeeded: bool = True, seen: bool = True) -> None:
@@ -829,10 +837,7 @@ def test_the_gateways_channels_pay_the_gate_and_recover_a_lost_answer(
         # A restart that lost two writes: the miner says it served more than the gateway
         # signed since (one voucher, 2 * price): not believed.
         store.save_channel(replace(first, committed=price))
-        restarted = ChannelManager(
-            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
-        )
-        await restarted.start()
+        restarted = await start_manager(client, store)
         manager = restarted
         await call()
         await gate.claim_all()
@@ -855,10 +860,7 @@ def test_the_gateways_holds_pay_the_gate_only_what_it_accepts(setup: Setup, tmp_
 
     async def work(client: NodeClient) -> tuple[ChannelRecord, int]:
         store = GatewayStore(tmp_path / "gateway.db")
-        manager = ChannelManager(
-            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
-        )
-        await manager.start()
+        manager = await start_manager(client, store)
         gate = setup.gate(client, credit=10 * price)
 
         async def call(held: bool) -> Any:
@@ -905,10 +907,7 @@ def test_a_verdict_the_miner_did_not_get_is_sent_again(setup: Setup, tmp_path: P
 
     async def work(client: NodeClient) -> dict[str, int]:
         store = GatewayStore(tmp_path / "gateway.db")
-        manager = ChannelManager(
-            client=client, payer=PAYER, store=store, deposit=10 * price, channel_blocks=200
-        )
-        await manager.start()
+        manager = await start_manager(client, store)
         gate = setup.gate(client, credit=10 * price)
         ticket = await manager.issue(MINER.public_key, setup.netuid, price, held=True)
         reservation = await gate.reserve(PAYER.public_key, make_payment(ticket.payment), REQUEST)
@@ -999,18 +998,12 @@ def test_a_gateway_killed_while_opening_a_channel_uses_it_after_its_restart(
         await send(client, OWNER, Transfer(recipient=Address(payer.public_key), amount=AGR))
         store = GatewayStore(tmp_path / "gateway.db")
         async with KilledAfterSubmitting(setup.node.url) as dying:
-            killed = ChannelManager(
-                client=dying, payer=payer, store=store, deposit=10 * price, channel_blocks=200
-            )
-            await killed.start()
+            killed = await start_manager(dying, store, payer)
             with pytest.raises(asyncio.CancelledError):
                 await killed.issue(MINER.public_key, setup.netuid, price)
         [written] = store.list_channels(payer.address)
         await wait_for_channel(client, written.channel_id)  # the opening reaches its block
-        restarted = ChannelManager(
-            client=client, payer=payer, store=store, deposit=10 * price, channel_blocks=200
-        )
-        await restarted.start()
+        restarted = await start_manager(client, store, payer)
         ticket = await restarted.issue(MINER.public_key, setup.netuid, price)
         records = store.list_channels(payer.address)
         store.close()
@@ -1027,10 +1020,7 @@ def test_a_refused_opening_leaves_its_record_closed(setup: Setup, tmp_path: Path
 
     async def work(client: NodeClient) -> list[ChannelRecord]:
         store = GatewayStore(tmp_path / "gateway.db")
-        manager = ChannelManager(
-            client=client, payer=payer, store=store, deposit=10 * price, channel_blocks=200
-        )
-        await manager.start()
+        manager = await start_manager(client, store, payer)
         with pytest.raises(InsufficientFunds):
             await manager.issue(MINER.public_key, setup.netuid, price)
         records = store.list_channels(payer.address)
@@ -1059,18 +1049,12 @@ def test_a_gateway_restarted_while_its_opening_waits_for_a_block_keeps_the_chann
             await asyncio.sleep(0.02)
         store = GatewayStore(tmp_path / "gateway.db")
         async with KilledAfterSubmitting(client.base_url) as dying:
-            killed = ChannelManager(
-                client=dying, payer=payer, store=store, deposit=10 * price, channel_blocks=200
-            )
-            await killed.start()
+            killed = await start_manager(dying, store, payer)
             with pytest.raises(asyncio.CancelledError):
                 await killed.issue(MINER.public_key, 1, price)
         account = await client.get_account(payer.address)
         pending_at_restart = account["nonce"] < account["next_nonce"]
-        restarted = ChannelManager(
-            client=client, payer=payer, store=store, deposit=10 * price, channel_blocks=200
-        )
-        await restarted.start()
+        restarted = await start_manager(client, store, payer)
         ticket = await restarted.issue(MINER.public_key, 1, price)
         records = store.list_channels(payer.address)
         store.close()
