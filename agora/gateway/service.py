@@ -503,22 +503,14 @@ class Gateway:
             )
         except AgoraError as error:
             refused = isinstance(error, RemoteError)
-            if ticket.held and not refused:  # the miner may hold it: it is told it failed
-                trace.holds.append(HeldCall(offer, ticket, None, accepted=False))
-            else:
-                self.channels.settle(ticket, succeeded=False)
-            self.meter.release(ticket.cost, paid=False)
+            self._unpaid(offer, ticket, trace, may_hold=not refused)
             self.router.fail(offer, blame=not refused)  # a refusal is judged by the caller
             if refused:
                 raise
             trace.calls.append(_failed_call(offer, role, started, error))
             raise CallFailed(f"error[{error.code}] {error.message}") from None
         except BaseException:  # cancelled, or a bug: nothing was earned
-            if ticket.held:  # the miner may hold it: it is told it failed
-                trace.holds.append(HeldCall(offer, ticket, None, accepted=False))
-            else:
-                self.channels.settle(ticket, succeeded=False)
-            self.meter.release(ticket.cost, paid=False)
+            self._unpaid(offer, ticket, trace, may_hold=True)
             self.router.fail(offer, blame=False)
             raise
         record = self.channels.settle(ticket, succeeded=True)
@@ -548,6 +540,16 @@ class Gateway:
             paid = "it is not paid" if ticket.held else "it was paid"
             raise CallFailed(f"the answer is malformed ({paid}: the miner is rested)")
         return answer
+
+    def _unpaid(self, offer: Offer, ticket: Ticket, trace: Trace, *, may_hold: bool) -> None:
+        """A call that earned nothing. Its ticket is settled as failed; a hold the miner may
+        still keep (it refused nothing, so it may have done the work) is rejected instead,
+        with the request's verdicts, so the miner forgets it too."""
+        if ticket.held and may_hold:
+            trace.holds.append(HeldCall(offer, ticket, None, accepted=False))
+        else:
+            self.channels.settle(ticket, succeeded=False)
+        self.meter.release(ticket.cost, paid=False)
 
     async def _conclude_holds(self, trace: Trace) -> None:
         """Send each miner the verdict on its holds, and settle them: an accepted hold's cost
